@@ -1,0 +1,3 @@
+from xferd.cli import main
+
+raise SystemExit(main())

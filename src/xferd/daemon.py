@@ -1,0 +1,179 @@
+"""The daemon: builds the parts from a Config and runs them in three phases.
+
+- **startup** opens the stores, then binds every listener or none (a failure closes what was bound
+  and raises :class:`StartupError`);
+- **serve** waits for the stop event (SIGTERM or SIGINT);
+- **shutdown** stops accepting, lets open transfers finish for ``daemon.shutdown_grace`` seconds,
+  then closes every connection (uploads still open are aborted, never committed) and the stores.
+
+Under systemd it reports READY=1 after startup and STOPPING=1 at shutdown. This is the only module
+that names concrete store and frontend classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+from dataclasses import dataclass
+
+import structlog
+
+from xferd import __version__
+from xferd.auth import Authenticator
+from xferd.config import Config
+from xferd.frontends.sftp.server import SftpFrontend, load_host_keys
+from xferd.metadata.database import SqliteDatabase
+from xferd.metadata.sql import SqlMetadataStore
+from xferd.storage.local import LocalBlobStore
+from xferd.vfs.audit import AuditSink
+from xferd.vfs.filesystem import VirtualFS
+from xferd.vfs.gc import Collector
+
+log = structlog.get_logger("xferd.daemon")
+DEFAULT_TENANT = "default"
+
+
+class StartupError(Exception):
+    """The daemon could not start; the message says what to fix."""
+
+
+def sd_notify(state: str) -> None:
+    """Tell systemd about a state change (no-op when not started by systemd with Type=notify)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(state.encode())
+
+
+def open_metadata(config: Config) -> SqlMetadataStore:
+    return SqlMetadataStore(SqliteDatabase(config.metadata_path, config.metadata.sqlite_synchronous))
+
+
+def open_storage(config: Config) -> LocalBlobStore:
+    return LocalBlobStore(config.storage_path, fsync=config.storage.fsync,
+                          max_buffered=config.transfer.max_buffered_bytes)
+
+
+@dataclass
+class Listening:
+    protocol: str
+    host: str
+    port: int
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.boot_id = secrets.token_hex(4)
+        self.owner = f"{config.node_id}:{self.boot_id}"
+        self.stop_event = asyncio.Event()
+        self.md: SqlMetadataStore | None = None
+        self.storage: LocalBlobStore | None = None
+        self.audit: AuditSink | None = None
+        self.vfs: VirtualFS | None = None
+        self.sftp: SftpFrontend | None = None
+        self.collector: Collector | None = None
+        self._gc_task: asyncio.Task[None] | None = None
+        self.host_key_fingerprints: list[str] = []
+
+    async def startup(self) -> list[Listening]:
+        config = self.config
+        config.data_path.mkdir(parents=True, exist_ok=True)
+        self.md = open_metadata(config)
+        try:
+            await self.md.open()
+        except Exception as exc:
+            raise StartupError(f"cannot open the metadata database {config.metadata_path}: {exc}") from exc
+        await self.md.ensure_tenant(DEFAULT_TENANT)
+        self.storage = open_storage(config)
+        self.audit = AuditSink(self.md)
+        self.audit.start()
+        self.vfs = VirtualFS(self.md, self.storage, self.audit, self.owner, config.transfer)
+        auth = Authenticator(self.md, self.audit)
+        self.collector = Collector(self.md, self.storage, self.vfs, config.gc, config.node_id, self.owner)
+        listening: list[Listening] = []
+        if config.sftp.enabled:
+            try:
+                keys = load_host_keys(config.sftp, config.host_key_dir)
+            except (OSError, ValueError) as exc:
+                await self._close_stores()
+                raise StartupError(f"cannot load the SSH host keys: {exc}") from exc
+            self.host_key_fingerprints = [f"{k.get_algorithm()} {k.get_fingerprint('sha256')}" for k in keys]
+            self.sftp = SftpFrontend(config.sftp, self.vfs, auth, keys)
+            try:
+                await self.sftp.start()
+            except OSError as exc:
+                await self._close_stores()
+                raise StartupError(f"cannot listen for SFTP on port {config.sftp.port}: {exc.strerror or exc}") \
+                    from exc
+            listening += [Listening("sftp", host, port) for host, port in self.sftp.addresses]
+        await self.collector.reclaim_crashed_uploads()
+        self._gc_task = asyncio.get_running_loop().create_task(self.collector.run_forever(), name="xferd-gc")
+        log.info("daemon.started", version=__version__, node=self.owner,
+                 listening=[f"{x.protocol}://{x.host}:{x.port}" for x in listening])
+        return listening
+
+    async def serve(self) -> None:
+        await self.stop_event.wait()
+
+    async def shutdown(self) -> None:
+        sd_notify("STOPPING=1")
+        log.info("daemon.stopping", open_transfers=len(self.vfs.open_transfers) if self.vfs else 0)
+        if self.sftp is not None:
+            await self.sftp.stop_accepting()
+        if self.vfs is not None and self.vfs.open_transfers:
+            try:
+                await asyncio.wait_for(self.vfs.transfers_idle.wait(), self.config.daemon.shutdown_grace)
+            except TimeoutError:
+                log.warning("daemon.grace_expired", open_transfers=len(self.vfs.open_transfers))
+        if self.sftp is not None:
+            await self.sftp.close_all()
+        if self._gc_task is not None:
+            self._gc_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gc_task
+        await self._close_stores()
+        log.info("daemon.stopped")
+
+    async def _close_stores(self) -> None:
+        if self.audit is not None:
+            await self.audit.close()
+        if self.storage is not None:
+            await self.storage.close()
+        if self.md is not None:
+            await self.md.close()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    async def run(self, announce: bool = True) -> None:
+        listening = await self.startup()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        if announce:
+            await self._announce(listening)
+        sd_notify("READY=1")
+        try:
+            await self.serve()
+        finally:
+            await self.shutdown()
+
+    async def _announce(self, listening: list[Listening]) -> None:
+        print(f"xferd {__version__}: data in {self.config.data_path.resolve()}", flush=True)
+        for x in listening:
+            print(f"  {x.protocol} listening on {x.host}:{x.port}", flush=True)
+        for fp in self.host_key_fingerprints:
+            print(f"  host key {fp}", flush=True)
+        assert self.md is not None
+        if not await self.md.list_users():
+            print("No users yet. Create one (the daemon may keep running):\n"
+                  f"  xferd user add NAME --password-stdin --data-dir {self.config.data_dir}", flush=True)

@@ -1,0 +1,135 @@
+"""Runs SQL work in one dedicated thread, a whole transaction per call.
+
+A store method hands a synchronous function to :meth:`Database.read` or :meth:`Database.write`;
+the function runs every statement of its transaction in the database thread and returns plain
+records. One VirtualFS operation is therefore one thread hop (about 50 us), whatever its number
+of statements, and the event loop never waits on SQLite's locks or fsyncs.
+
+SQL errors are translated here, at one boundary: a busy or broken database becomes
+:class:`~xferd.errors.StorageError`; the domain errors a function raises pass through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+from xferd.errors import StorageError, XferdError
+from xferd.metadata import schema
+
+T = TypeVar("T")
+log = structlog.get_logger("xferd.metadata")
+
+Work = Callable[[sqlite3.Connection], T]
+
+
+class SqliteDatabase:
+    """One SQLite connection in WAL mode, owned by one thread."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, synchronous: str = "full") -> None:
+        self.path = path
+        self._synchronous = synchronous.upper()
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xferd-sql")
+        self._conn: sqlite3.Connection | None = None
+        self._thread_id: int | None = None
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        self._conn = conn
+        self._thread_id = threading.get_ident()
+        self._migrate(conn)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'").fetchone()
+            current = 0
+            if exists:
+                row = conn.execute("SELECT version FROM schema_version").fetchone()
+                current = row[0] if row else 0
+            if current > schema.SCHEMA_VERSION:
+                raise StorageError(
+                    f"metadata database {self.path} has schema version {current}, newer than this "
+                    f"xferd knows ({schema.SCHEMA_VERSION}): upgrade xferd")
+            if current < schema.SCHEMA_VERSION:
+                for stmt in schema.statements(self.dialect, current):
+                    conn.execute(stmt)
+                conn.execute("DELETE FROM schema_version")
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (schema.SCHEMA_VERSION,))
+                log.info("metadata.migrated", path=str(self.path), from_version=current,
+                         to_version=schema.SCHEMA_VERSION)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def open(self) -> None:
+        await self._submit(self._connect)
+
+    def open_sync(self) -> None:
+        self._executor.submit(self._connect).result()
+
+    async def close(self) -> None:
+        await self._submit(self._close)
+        self._executor.shutdown(wait=True)
+
+    def close_sync(self) -> None:
+        self._executor.submit(self._close).result()
+        self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def read(self, work: Work[T]) -> T:
+        return await self._submit(self._run, work, False)
+
+    async def write(self, work: Work[T]) -> T:
+        return await self._submit(self._run, work, True)
+
+    def read_sync(self, work: Work[T]) -> T:
+        return self._executor.submit(self._run, work, False).result()
+
+    def write_sync(self, work: Work[T]) -> T:
+        return self._executor.submit(self._run, work, True).result()
+
+    async def _submit(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _run(self, work: Work[T], writing: bool) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StorageError("metadata database is closed")
+        try:
+            if not writing:
+                return work(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        except XferdError:
+            raise
+        except sqlite3.Error as exc:
+            log.error("metadata.failed", error=str(exc), error_type=type(exc).__name__)
+            raise StorageError(f"metadata store failed: {exc}") from exc

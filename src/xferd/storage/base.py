@@ -1,0 +1,81 @@
+"""What the VirtualFS asks of a blob store: immutable blobs by opaque id, written once.
+
+A blob is created by :meth:`BlobStore.create`, filled through its :class:`BlobWriter` (writes at any
+offset; a store that cannot write at offsets buffers), and made durable and readable by
+:meth:`BlobWriter.commit`, which also returns its checksums, computed while the bytes streamed.
+Nothing reads a blob before its commit, and no blob is changed after it. A store's limits are data
+(:class:`Capabilities`), not methods that raise "unsupported".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from xferd.metadata.models import Checksums
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    random_write: bool  # writes at any offset without buffering
+    server_side_copy: bool
+
+
+@dataclass(frozen=True)
+class Committed:
+    size: int
+    checksums: Checksums
+
+
+class BlobWriter(Protocol):
+    blob_id: str
+
+    @property
+    def size(self) -> int:
+        """The size of the content so far: the end of the last byte written, or the truncated size."""
+
+    async def write(self, offset: int, data: bytes) -> None:
+        """Queue ``data`` at ``offset``; may return before it is on disk. Errors surface on a later
+        call or on :meth:`commit`."""
+
+    async def read(self, offset: int, size: int) -> bytes:
+        """Read back content written so far (for read-write handles)."""
+
+    async def truncate(self, size: int) -> None: ...
+
+    async def commit(self) -> Committed:
+        """Make the blob durable and readable; returns its size and checksums."""
+
+    async def abort(self) -> None:
+        """Discard everything written; the blob never becomes readable."""
+
+
+class BlobReader(Protocol):
+    async def read(self, offset: int, size: int) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    capabilities: Capabilities
+
+    def new_blob_id(self) -> str: ...
+
+    async def create(self, tenant_id: int, blob_id: str, base: str | None = None, base_size: int = 0,
+                     materialize: bool = False) -> BlobWriter:
+        """Start blob ``blob_id``. With ``base``, bytes below ``base_size`` that are never written
+        come from that committed blob (a write without truncation); ``materialize`` copies them at
+        once, for a handle that will also read."""
+
+    async def open(self, tenant_id: int, blob_id: str) -> BlobReader: ...
+
+    async def delete(self, tenant_id: int, blob_id: str) -> None:
+        """Remove a blob, committed or not; removing a missing blob is not an error."""
+
+    async def blob_ids(self) -> set[str]:
+        """Every blob id the store holds bytes for, committed or not (for audits and tests)."""
+
+    async def space(self) -> tuple[int, int] | None:
+        """Total and free bytes behind the store, or None where that has no meaning (S3)."""
+
+    async def close(self) -> None: ...

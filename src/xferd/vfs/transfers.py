@@ -1,0 +1,188 @@
+"""Open files: an :class:`Upload` writes a new blob and commits it on close; a :class:`Download`
+reads a committed blob it holds a lease on, so the collector leaves it alone while it is read.
+
+The life of an upload::
+
+    open_write ── one transaction: resolve the path, reserve a pending blob, read the quota usage
+    write*     ── queued to the blob writer (any offset); the quota is checked as the size grows
+    close      ── the writer fsyncs and publishes the blob, then ONE transaction points the file
+                  at it: before that instant readers see the old content, after it the new
+    abort      ── (a dropped connection, an error) the blob is discarded; the old content stays
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from typing import TYPE_CHECKING
+
+from xferd.errors import PermissionDenied, QuotaExceeded, StorageError
+from xferd.metadata.models import Inode, NewContent
+from xferd.storage.base import BlobReader, BlobWriter
+from xferd.vfs import paths
+from xferd.vfs.paths import Parts
+from xferd.vfs.session import Session
+
+if TYPE_CHECKING:
+    from xferd.vfs.filesystem import OpenMode, VirtualFS
+
+
+class Upload:
+    def __init__(self, vfs: VirtualFS, session: Session, parent: int, name: str, real: Parts, writer: BlobWriter,
+                 base: str | None, mode: int, open_mode: OpenMode, allowance: int | None,
+                 ino: int | None) -> None:
+        self.vfs = vfs
+        self.session = session
+        self.parent = parent
+        self.name = name
+        self.real = real
+        self.writer = writer
+        self.base = base
+        self.mode = mode
+        self.open_mode = open_mode
+        self.allowance = allowance
+        self.ino = ino
+        self.mtime: float | None = None
+        self.atime: float | None = None
+        self.started = time.time()
+        self.done = False
+        vfs.track(self)
+
+    @property
+    def path(self) -> str:
+        return paths.to_client(self.real)
+
+    @property
+    def size(self) -> int:
+        return self.writer.size
+
+    async def write(self, offset: int, data: bytes) -> int:
+        if self.open_mode.append:
+            offset = self.writer.size
+        end = offset + len(data)
+        if self.allowance is not None and end > self.writer.size and end > self.allowance:
+            raise QuotaExceeded(path=self.path)
+        await self.writer.write(offset, data)
+        return len(data)
+
+    async def read(self, offset: int, size: int) -> bytes:
+        if not self.open_mode.read:
+            raise PermissionDenied("File was not opened for reading", path=self.path)
+        return await self.writer.read(offset, size)
+
+    async def truncate(self, size: int) -> None:
+        if self.allowance is not None and size > self.writer.size and size > self.allowance:
+            raise QuotaExceeded(path=self.path)
+        await self.writer.truncate(size)
+
+    def set_times(self, mtime: float | None, atime: float | None) -> None:
+        """Times to give the file when it commits (a client preserving timestamps sets them first)."""
+        if mtime is not None:
+            self.mtime = mtime
+        if atime is not None:
+            self.atime = atime
+
+    async def flush(self) -> None:
+        """Make what was written so far durable in the pending blob (it stays invisible)."""
+        await self.writer.read(0, 0)
+
+    async def close(self) -> Inode:
+        """Commit: publish the blob, then point the file at it in one transaction."""
+        if self.done:
+            raise StorageError("upload already closed", path=self.path)
+        self.done = True
+        s = self.session
+        vfs = self.vfs
+        try:
+            committed = await self.writer.commit()
+            content = NewContent(self.writer.blob_id, committed.size, committed.checksums,
+                                 self.mtime if self.mtime is not None else time.time())
+            try:
+                result = await vfs.md.commit_content(s.tenant.id, self.parent, self.name, content, s.user.id,
+                                                     self.mode, s.quota)
+            except BaseException:
+                await vfs.md.abandon_blob(self.writer.blob_id)
+                raise
+            if self.atime is not None:
+                await vfs.md.setattr(s.tenant.id, result.inode.ino, atime=self.atime)
+        except OSError as exc:
+            vfs.audit.emit(s.log, s.fields, "fs.upload", self.path, _errno_name(exc), True,
+                           error=str(exc.strerror or exc))
+            raise
+        except Exception as exc:
+            s.log.exception("internal_error", op="fs.upload", path=self.path)
+            vfs.audit.emit(s.log, s.fields, "fs.upload", self.path, "EIO", True, error="internal error")
+            raise StorageError("Internal server error", path=self.path) from exc
+        finally:
+            self._finish()
+        vfs.audit.emit(s.log, s.fields, "fs.upload", self.path, "ok", True, size=committed.size,
+                       sha256=committed.checksums.sha256, seconds=round(time.time() - self.started, 3))
+        return result.inode
+
+    async def abort(self, reason: str = "aborted") -> None:
+        """Discard the upload: the file keeps the content it had (or stays absent)."""
+        if self.done:
+            return
+        self.done = True
+        s = self.session
+        try:
+            await self.writer.abort()
+            await self.vfs.md.abandon_blob(self.writer.blob_id)
+        finally:
+            self._finish()
+            self.vfs.audit.emit(s.log, s.fields, "fs.upload", self.path, reason, True, size=self.writer.size)
+
+    def _finish(self) -> None:
+        self.vfs.release(self.base)
+        self.vfs.untrack(self)
+
+    def attrs(self) -> Inode:
+        now = time.time()
+        return Inode(self.ino or 0, "file", self.writer.size, self.mode, self.mtime or now, self.atime or now, now,
+                     1, None, None, self.session.user.id)
+
+
+class Download:
+    def __init__(self, vfs: VirtualFS, session: Session, real: Parts, inode: Inode, reader: BlobReader | None) -> None:
+        self.vfs = vfs
+        self.session = session
+        self.real = real
+        self.inode = inode
+        self.reader = reader
+        self.sent = 0
+        self.started = time.time()
+        self.done = False
+        vfs.lease(inode.blob_id)
+        vfs.track(self)
+
+    @property
+    def path(self) -> str:
+        return paths.to_client(self.real)
+
+    async def read(self, offset: int, size: int) -> bytes:
+        if self.reader is None or offset >= self.inode.size:
+            return b""
+        data = await self.reader.read(offset, min(size, self.inode.size - offset))
+        self.sent += len(data)
+        return data
+
+    async def close(self, outcome: str = "ok") -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            if self.reader is not None:
+                await self.reader.close()
+        finally:
+            self.vfs.release(self.inode.blob_id)
+            self.vfs.untrack(self)
+            s = self.session
+            self.vfs.audit.emit(s.log, s.fields, "fs.download", self.path, outcome, True, bytes=self.sent,
+                                size=self.inode.size, seconds=round(time.time() - self.started, 3))
+
+    def attrs(self) -> Inode:
+        return self.inode
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, "EIO")
