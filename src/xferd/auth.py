@@ -7,8 +7,8 @@ argon2 work as a known one, so response times do not reveal which names exist.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import base64
+import hashlib
 
 import structlog
 from argon2 import PasswordHasher

@@ -41,6 +41,9 @@ class BlobWriter(Protocol):
     async def read(self, offset: int, size: int) -> bytes:
         """Read back content written so far (for read-write handles)."""
 
+    async def flush(self) -> None:
+        """Write out everything queued and make it durable (the blob stays unreadable)."""
+
     async def truncate(self, size: int) -> None: ...
 
     async def commit(self) -> Committed:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -146,6 +147,11 @@ class LocalBlobWriter:
             return b""
         return await self._in_lane(os.pread, self._fd, end - offset, offset)
 
+    async def flush(self) -> None:
+        await self._drain()
+        if self._store.fsync:
+            await self._in_lane(os.fsync, self._fd)
+
     async def truncate(self, size: int) -> None:
         await self._drain()
         await self._in_lane(self._truncate, size)
@@ -161,30 +167,37 @@ class LocalBlobWriter:
             self._extents.add(0, self._base_limit)
 
     async def commit(self) -> Committed:
-        await self._drain()
+        # One hop for the common small upload: the last batch, the checksums, fsync and publishing
+        # all run in a single lane job.
+        last = self._take_batch()
+        while self._inflight:
+            await self._wait_oldest()
+        self._raise_pending_error()
         gaps = self._extents.gaps(self._base_limit) if self._base is not None else []
+        final = self._store.path_of(self._tenant_id, self.blob_id)
         try:
-            sums = await self._in_lane(self._finish, gaps)
-            final = self._store.path_of(self._tenant_id, self.blob_id)
-            await self._in_lane(self._publish, final)
+            sums = await self._in_lane(self._commit_in_lane, last, gaps, final)
         except BaseException:
             await self.abort()
             raise
         return Committed(self._size, sums)
 
+    def _commit_in_lane(self, last: tuple[int, bytes] | None, gaps: list[tuple[int, int]], final: Path) -> Checksums:
+        if last is not None:
+            self._write_at(*last)
+        sums = self._finish(gaps)
+        self._publish(final)
+        return sums
+
     async def abort(self) -> None:
         self._batch = []
         for fut, _ in list(self._inflight):
-            try:
+            with contextlib.suppress(OSError):  # the upload is discarded; its write errors no longer matter
                 await fut
-            except OSError:
-                pass  # the upload is being discarded; its write errors no longer matter
         self._inflight.clear()
         self._close_fd()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
-        except FileNotFoundError:
-            pass
 
     def _raise_pending_error(self) -> None:
         while self._inflight and self._inflight[0][0].done():
@@ -196,15 +209,21 @@ class LocalBlobWriter:
         if self._error is not None:
             raise self._error
 
-    def _flush_batch(self) -> None:
+    def _take_batch(self) -> tuple[int, bytes] | None:
         if not self._batch:
-            return
-        chunks, start, nbytes = self._batch, self._batch_start, self._batch_len
+            return None
+        chunks, start = self._batch, self._batch_start
         self._batch, self._batch_len = [], 0
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return start, chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _flush_batch(self) -> None:
+        batch = self._take_batch()
+        if batch is None:
+            return
+        start, data = batch
         fut = asyncio.get_running_loop().run_in_executor(self._lane, self._write_at, start, data)
-        self._inflight.append((fut, nbytes))
-        self._inflight_bytes += nbytes
+        self._inflight.append((fut, len(data)))
+        self._inflight_bytes += len(data)
 
     async def _wait_oldest(self) -> None:
         fut, nbytes = self._inflight.popleft()
@@ -379,10 +398,8 @@ class LocalBlobStore:
 
     async def delete(self, tenant_id: int, blob_id: str) -> None:
         for path in (self.path_of(tenant_id, blob_id), self._tmp / blob_id):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            except FileNotFoundError:
-                pass
 
     async def blob_ids(self) -> set[str]:
         ids = {p.name for p in self._tmp.iterdir()}

@@ -17,7 +17,7 @@ import functools
 import hashlib
 import zlib
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -97,10 +97,11 @@ def _outcome(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "EIO")
 
 
-def audited(event: str, durable: bool = True, pair: bool = False) -> Callable[
+def audited(event: str, durable: bool = True, pair: bool = False, failures_only: bool = False) -> Callable[
         [Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
     """Emit ``event`` for each call, with its outcome: the path is the argument after the session
-    (and with ``pair``, the next one is the target)."""
+    (and with ``pair``, the next one is the target). With ``failures_only``, a success is left to
+    the event of the transfer it starts (``fs.upload`` or ``fs.download``, emitted at its end)."""
     def wrap(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         @functools.wraps(fn)
         async def run(self: VirtualFS, s: Session, path: Any, *args: Any, **kwargs: Any) -> T:
@@ -116,7 +117,8 @@ def audited(event: str, durable: bool = True, pair: bool = False) -> Callable[
                 self.audit.emit(s.log, s.fields, event, _shown(path), "EIO", durable, error="internal error",
                                 **extra)
                 raise StorageError("Internal server error") from exc
-            self.audit.emit(s.log, s.fields, event, _shown(path), "ok", durable, **extra)
+            if not failures_only:
+                self.audit.emit(s.log, s.fields, event, _shown(path), "ok", durable, **extra)
             return result
         return run
     return wrap
@@ -345,7 +347,7 @@ class VirtualFS:
 
     # -- content -----------------------------------------------------------------------------------
 
-    @audited("fs.open_read", durable=False)
+    @audited("fs.open_read", failures_only=True)
     async def open_read(self, s: Session, path: str | bytes) -> Download:
         r = await self._resolve(s, path, True, target=True)
         inode = self._existing(r)
@@ -355,7 +357,7 @@ class VirtualFS:
         reader = await self.storage.open(s.tenant.id, inode.blob_id) if inode.blob_id else None
         return Download(self, s, r.real, inode, reader)
 
-    @audited("fs.open_write", durable=False)
+    @audited("fs.open_write", failures_only=True)
     async def open_write(self, s: Session, path: str | bytes, mode: OpenMode, perm_bits: int | None = None) -> Upload:
         """Start an upload; nobody sees its content until :meth:`Upload.close` commits it."""
         return await self._start_upload(s, paths.split_target(path), mode, perm_bits)
@@ -460,7 +462,7 @@ class VirtualFS:
             await reader.close()
         return str(hasher.hexdigest())
 
-    async def user_names(self, s: Session, ids: list[int]) -> dict[int, str]:
+    async def user_names(self, s: Session, ids: Sequence[int]) -> dict[int, str]:
         return await self.md.user_names(s.tenant.id, ids)
 
 

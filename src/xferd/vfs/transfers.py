@@ -84,7 +84,7 @@ class Upload:
 
     async def flush(self) -> None:
         """Make what was written so far durable in the pending blob (it stays invisible)."""
-        await self.writer.read(0, 0)
+        await self.writer.flush()
 
     async def close(self) -> Inode:
         """Commit: publish the blob, then point the file at it in one transaction."""

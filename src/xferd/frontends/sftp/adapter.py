@@ -23,7 +23,7 @@ UINT32_MAX = 0xFFFFFFFF
 Handle = Upload | Download
 
 
-def _time32(value: float) -> int:
+def time32(value: float) -> int:
     return min(max(int(value), 0), UINT32_MAX)
 
 
@@ -31,7 +31,7 @@ def to_attrs(inode: Inode) -> asyncssh.SFTPAttrs:
     owner = inode.owner_id or 0
     return asyncssh.SFTPAttrs(size=inode.size, uid=owner, gid=owner,
                               permissions=TYPE_BITS[inode.kind] | inode.mode,
-                              atime=_time32(inode.atime), mtime=_time32(inode.mtime))
+                              atime=time32(inode.atime), mtime=time32(inode.mtime))
 
 
 def to_setattrs(attrs: asyncssh.SFTPAttrs) -> SetAttrs:
@@ -43,6 +43,13 @@ def open_mode(pflags: int) -> OpenMode:
     return OpenMode(read=bool(pflags & asyncssh.FXF_READ), write=bool(pflags & asyncssh.FXF_WRITE),
                     create=bool(pflags & asyncssh.FXF_CREAT), truncate=bool(pflags & asyncssh.FXF_TRUNC),
                     exclusive=bool(pflags & asyncssh.FXF_EXCL), append=bool(pflags & asyncssh.FXF_APPEND))
+
+
+def handle_of(file_obj: object) -> Handle:
+    """asyncssh hands back whatever ``open`` returned, typed as object."""
+    if isinstance(file_obj, Upload | Download):
+        return file_obj
+    raise asyncssh.SFTPInvalidHandle("Invalid file handle")
 
 
 class VfsSFTPServer(asyncssh.SFTPServer):
@@ -62,8 +69,8 @@ class VfsSFTPServer(asyncssh.SFTPServer):
     async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
         return to_attrs(await self.vfs.stat(self.session, path, follow=False))
 
-    async def fstat(self, file_obj: Handle) -> asyncssh.SFTPAttrs:
-        return to_attrs(file_obj.attrs())
+    async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
+        return to_attrs(handle_of(file_obj).attrs())
 
     async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         await self.vfs.setstat(self.session, path, to_setattrs(attrs))
@@ -71,7 +78,8 @@ class VfsSFTPServer(asyncssh.SFTPServer):
     async def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         await self.vfs.setstat(self.session, path, to_setattrs(attrs), follow=False)
 
-    async def fsetstat(self, file_obj: Handle, attrs: asyncssh.SFTPAttrs) -> None:
+    async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        file_obj = handle_of(file_obj)
         if isinstance(file_obj, Upload):
             if attrs.size is not None:
                 await file_obj.truncate(attrs.size)
@@ -88,18 +96,20 @@ class VfsSFTPServer(asyncssh.SFTPServer):
             return await self.vfs.open_write(self.session, path, mode, perm_bits)
         return await self.vfs.open_read(self.session, path)
 
-    async def close(self, file_obj: Handle) -> None:
-        await file_obj.close()
+    async def close(self, file_obj: object) -> None:
+        await handle_of(file_obj).close()
 
-    async def read(self, file_obj: Handle, offset: int, size: int) -> bytes:
-        return await file_obj.read(offset, size)
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        return await handle_of(file_obj).read(offset, size)
 
-    async def write(self, file_obj: Handle, offset: int, data: bytes) -> int:
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        file_obj = handle_of(file_obj)
         if not isinstance(file_obj, Upload):
             raise InvalidArgument("File was not opened for writing", path=file_obj.path)
         return await file_obj.write(offset, data)
 
-    async def fsync(self, file_obj: Handle) -> None:
+    async def fsync(self, file_obj: object) -> None:
+        file_obj = handle_of(file_obj)
         if isinstance(file_obj, Upload):
             await file_obj.flush()
 
@@ -132,7 +142,7 @@ class VfsSFTPServer(asyncssh.SFTPServer):
         await self.vfs.stat(self.session, path)
         return await self._vfs_attrs()
 
-    async def fstatvfs(self, file_obj: Handle) -> asyncssh.SFTPVFSAttrs:
+    async def fstatvfs(self, file_obj: object) -> asyncssh.SFTPVFSAttrs:
         return await self._vfs_attrs()
 
     async def _vfs_attrs(self) -> asyncssh.SFTPVFSAttrs:

@@ -19,12 +19,14 @@ from __future__ import annotations
 import stat as statmod
 import struct
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import asyncssh
-from asyncssh.packet import String, UInt32, UInt64
+from asyncssh.packet import PacketDecodeError, String, UInt32, UInt64
 from asyncssh.sftp import (
     FXP_CLOSE,
+    FXP_EXTENDED,
     FXP_EXTENDED_REPLY,
     FXP_NAME,
     FXP_OPENDIR,
@@ -36,7 +38,7 @@ from asyncssh.sftp import (
 
 from xferd import __version__
 from xferd.errors import InvalidArgument, NotFound
-from xferd.frontends.sftp.adapter import TYPE_BITS, VfsSFTPServer, _time32
+from xferd.frontends.sftp.adapter import TYPE_BITS, VfsSFTPServer, time32
 from xferd.metadata.models import Inode
 from xferd.vfs.transfers import Download, Upload
 
@@ -79,11 +81,26 @@ def encode_name(name: str, inode: Inode, owner: str) -> bytes:
     long = _longname(name, inode, owner).encode("utf-8", "surrogateescape")
     uid = inode.owner_id or 0
     attrs = _ATTRS.pack(ATTR_FLAGS, inode.size, uid, uid, TYPE_BITS[inode.kind] | inode.mode,
-                        _time32(inode.atime), _time32(inode.mtime))
+                        time32(inode.atime), time32(inode.mtime))
     return struct.pack(">I", len(raw)) + raw + struct.pack(">I", len(long)) + long + attrs
 
 
-class XferdSFTPHandler(SFTPServerHandler):  # type: ignore[misc]
+def _audit_bad_requests(fn: Any) -> Any:
+    """Wrap a packet handler so that a malformed packet or an unknown handle, which asyncssh answers
+    with BAD_MESSAGE or FAILURE, also leaves an audit event."""
+    async def run(self: XferdSFTPHandler, packet: Any) -> Any:
+        try:
+            return await fn(self, packet)
+        except PacketDecodeError as exc:
+            self.audit_bad_request("EBADMSG", str(exc))
+            raise
+        except asyncssh.SFTPInvalidHandle as exc:
+            self.audit_bad_request("EBADF", str(exc.reason))
+            raise
+    return run
+
+
+class XferdSFTPHandler(SFTPServerHandler):
     _vendor_id = String("xferd") + String("xferd") + String(__version__) + UInt64(0)
 
     _extensions = [
@@ -123,7 +140,14 @@ class XferdSFTPHandler(SFTPServerHandler):  # type: ignore[misc]
 
     async def _process_packet(self, pkttype: int, pktid: int, packet: Any) -> None:
         self.on_activity()
+        if pkttype != FXP_EXTENDED and pkttype not in self._packet_handlers:
+            self.audit_bad_request("EOPNOTSUPP", f"unknown request type {pkttype}")
         await super()._process_packet(pkttype, pktid, packet)
+
+    def audit_bad_request(self, outcome: str, error: str) -> None:
+        session = self.vfs_server.session
+        self.vfs_server.vfs.audit.emit(session.log, session.fields, "sftp.bad_request", "", outcome, True,
+                                       error=error)
 
     async def _cleanup(self, exc: Exception | None) -> None:
         """The session is over: abort uploads still open, close downloads; never commit."""
@@ -172,7 +196,7 @@ class XferdSFTPHandler(SFTPServerHandler):  # type: ignore[misc]
         self._listings[handle] = encoded
         return bytes(handle)
 
-    async def _process_readdir(self, packet: Any) -> tuple[list[_Encoded], bool]:
+    async def _process_readdir(self, packet: Any) -> tuple[Sequence[asyncssh.SFTPName], bool]:
         handle = packet.get_string()
         packet.check_end()
         pending = self._listings.get(handle)
@@ -188,7 +212,8 @@ class XferdSFTPHandler(SFTPServerHandler):  # type: ignore[misc]
             count += 1
         count = max(count, 1)
         batch, self._listings[handle] = pending[:count], pending[count:]
-        return [_Encoded(name) for name in batch], False
+        # asyncssh only calls encode() on what it sends, so pre-encoded names stand in for SFTPName.
+        return cast(list[asyncssh.SFTPName], [_Encoded(name) for name in batch]), False
 
     async def _process_close(self, packet: Any) -> None:
         handle = packet.get_string()
@@ -290,7 +315,8 @@ class XferdSFTPHandler(SFTPServerHandler):  # type: ignore[misc]
             raise asyncssh.SFTPInvalidHandle("Invalid file handle (check-file needs a file open for reading)")
         return await self._check_file(file_obj.path, algorithms, offset, length, block)
 
-    _packet_handlers = {
+    # Typed loosely: asyncssh types the table for its own handler class.
+    _packet_handlers: dict[int | bytes, Any] = {key: _audit_bad_requests(fn) for key, fn in {
         **SFTPServerHandler._packet_handlers,
         FXP_WRITE: _process_write,
         FXP_OPENDIR: _process_opendir,
@@ -304,7 +330,7 @@ class XferdSFTPHandler(SFTPServerHandler):  # type: ignore[misc]
         b"copy-file": _process_copy_file,
         b"check-file-name": _process_check_file_name,
         b"check-file-handle": _process_check_file_handle,
-    }
+    }.items()}
 
 
 class _EmptyIterator:

@@ -30,7 +30,8 @@ from xferd.vfs.filesystem import VirtualFS
 
 log = structlog.get_logger("xferd.sftp")
 
-HOST_KEY_TYPES = (("ssh_host_ed25519_key", "ssh-ed25519", {}), ("ssh_host_rsa_key", "ssh-rsa", {"key_size": 3072}))
+# (file name, algorithm, key size): ed25519 for current clients, RSA for old ones.
+HOST_KEY_TYPES = (("ssh_host_ed25519_key", "ssh-ed25519", 0), ("ssh_host_rsa_key", "ssh-rsa", 3072))
 
 
 def load_host_keys(config: SftpConfig, key_dir: Path) -> list[asyncssh.SSHKey]:
@@ -39,12 +40,12 @@ def load_host_keys(config: SftpConfig, key_dir: Path) -> list[asyncssh.SSHKey]:
         return [asyncssh.read_private_key(path) for path in config.host_keys]
     key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys = []
-    for filename, alg, options in HOST_KEY_TYPES:
+    for filename, alg, bits in HOST_KEY_TYPES:
         path = key_dir / filename
         if path.exists():
             keys.append(asyncssh.read_private_key(str(path)))
             continue
-        key = asyncssh.generate_private_key(alg, **options)
+        key = asyncssh.generate_private_key(alg, key_size=bits) if bits else asyncssh.generate_private_key(alg)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -120,7 +121,7 @@ class Connection(asyncssh.SSHServer):
         return SftpSession(self)
 
 
-class SftpSession(SSHServerStreamSession):  # type: ignore[misc]
+class SftpSession(SSHServerStreamSession[bytes]):
     """An SSH session channel that runs xferd's SFTP handler and nothing else."""
 
     def __init__(self, connection: Connection) -> None:
@@ -138,6 +139,7 @@ class SftpSession(SSHServerStreamSession):  # type: ignore[misc]
 
     def session_started(self) -> None:
         chan = self._chan
+        assert chan is not None
         chan.set_encoding(None)
         self._encoding = None
         stdin: SSHReader[bytes] = SSHReader(self, chan)

@@ -1,0 +1,250 @@
+"""Test support: a real xferd daemon in a subprocess, on a free loopback port, and its CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PASSWORD = "correct horse battery staple"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(*names: str) -> None:
+    """Skip when a client binary is missing, except under CI=true, where that is a failure."""
+    missing = [n for n in names if shutil.which(n) is None]
+    if not missing:
+        return
+    message = f"needs {', '.join(missing)} on PATH"
+    if IN_CI:
+        pytest.fail(message + " (CI must run every test)")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A free TCP port below 32768 (the kernel hands out client ports from 32768 up)."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"daemon exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def write_config(path: Path, sections: dict[str, Any]) -> None:
+    lines = []
+    for key, value in sections.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {toml_value(value)}")
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_cli_inprocess(argv: list[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
+    import io
+
+    from xferd.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    codes: list[int] = []
+    saved = sys.stdin
+    sys.stdin = io.StringIO(input or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            # In a thread of its own: the CLI runs its own event loop, and an async test has one running.
+            worker = threading.Thread(target=lambda: codes.append(main(argv)))
+            worker.start()
+            worker.join()
+    finally:
+        sys.stdin = saved
+    code = codes[0] if codes else 1
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+_HOST_KEYS: list[Path] = []
+
+
+def cached_host_keys() -> Path:
+    """Host keys generated once per test run (a 3072-bit RSA key takes a while), copied to each daemon."""
+    if not _HOST_KEYS:
+        import tempfile
+
+        import asyncssh
+
+        folder = Path(tempfile.mkdtemp(prefix="xferd-hostkeys-"))
+        for name, alg in (("ssh_host_ed25519_key", "ssh-ed25519"), ("ssh_host_rsa_key", "ssh-rsa")):
+            key = asyncssh.generate_private_key(alg)
+            (folder / name).write_bytes(key.export_private_key())
+            (folder / name).chmod(0o600)
+        _HOST_KEYS.append(folder)
+    return _HOST_KEYS[0]
+
+
+class Daemon:
+    """``xferd serve`` in a subprocess; ``cli()`` runs other xferd commands on the same data."""
+
+    def __init__(self, root: Path, **sections: Any) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.port = free_port()
+        self.config_path = root / "xferd.toml"
+        base: dict[str, Any] = {
+            "data_dir": str(self.data_dir),
+            "log": {"format": "json", "level": "info"},
+            "sftp": {"addresses": ["127.0.0.1"], "port": self.port},
+            "gc": {"interval": 3600.0},
+            "daemon": {"shutdown_grace": 10.0},
+        }
+        for key, value in sections.items():
+            if isinstance(value, dict):
+                base.setdefault(key, {}).update(value)
+            else:
+                base[key] = value
+        self.sections = base
+        if not (self.data_dir / "host_keys").exists():
+            shutil.copytree(cached_host_keys(), self.data_dir / "host_keys")
+        write_config(self.config_path, base)
+        self.log_path = root / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Daemon:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the daemon keeps it open
+        self.proc = subprocess.Popen([sys.executable, "-m", "xferd", "serve", "--config", str(self.config_path)],
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True,
+            subprocess_: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run ``xferd ARGS --config ...``: in this process by default (the same code, much faster),
+        or as a real subprocess with ``subprocess_``."""
+        argv = [*args, "--config", str(self.config_path)]
+        if subprocess_:
+            result = subprocess.run([sys.executable, "-m", "xferd", *argv], input=input, capture_output=True,
+                                    text=True, timeout=60)
+        else:
+            result = run_cli_inprocess(argv, input)
+        if check and result.returncode != 0:
+            raise AssertionError(f"xferd {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def add_user(self, name: str, password: str | None = PASSWORD, key: Path | None = None,
+                 *extra: str) -> None:
+        args = ["user", "add", name, *extra]
+        if password is not None:
+            args.append("--password-stdin")
+        if key is not None:
+            args += ["--key", str(key)]
+        self.cli(*args, input=password + "\n" if password is not None else None)
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The daemon's JSON log lines (optionally only events called ``name``)."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or record.get("event") == name:
+                out.append(record)
+        return out
+
+    def wait_event(self, name: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.events(name):
+                if all(record.get(k) == v for k, v in fields.items()):
+                    return record
+            time.sleep(0.05)
+        raise AssertionError(f"no {name} event with {fields} in the daemon log")
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+def ssh_options(port: int) -> list[str]:
+    return ["-P", str(port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+
+
+def sftp_batch(daemon: Daemon, key: Path, commands: str, user: str = "alice",
+               check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run OpenSSH ``sftp -b`` with ``commands``; with ``check``, a failing command fails the test."""
+    require_tool("sftp")
+    batch = daemon.root / f"batch-{random.randrange(1 << 30)}"
+    batch.write_text(commands.strip() + "\n")
+    result = subprocess.run(["sftp", "-i", str(key), *ssh_options(daemon.port), "-b", str(batch),
+                             f"{user}@127.0.0.1"], capture_output=True, text=True, timeout=120, cwd=cwd)
+    if check and result.returncode != 0:
+        raise AssertionError(f"sftp batch failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def paramiko_sftp(daemon: Daemon, user: str = "alice", password: str | None = PASSWORD,
+                  key: Path | None = None) -> Any:
+    """A paramiko SFTPClient logged in to ``daemon``; its transport closes with ``client.close()``."""
+    import paramiko
+
+    transport = paramiko.Transport(("127.0.0.1", daemon.port))
+    transport.banner_timeout = 30
+    pkey = paramiko.Ed25519Key.from_private_key_file(str(key)) if key is not None else None
+    transport.connect(username=user, password=None if pkey else password, pkey=pkey)
+    client = paramiko.SFTPClient.from_transport(transport)
+    assert client is not None
+    return client
