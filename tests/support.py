@@ -147,12 +147,14 @@ class Daemon:
         self.log_path = root / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Daemon:
+    def start(self, env: dict[str, str] | None = None, wait: bool = True) -> Daemon:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the daemon keeps it open
         self.proc = subprocess.Popen([sys.executable, "-m", "xferd", "serve", "--config", str(self.config_path)],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, **(env or {})})
         log.close()
-        wait_for_port(self.port, proc=self.proc)
+        if wait:
+            wait_for_port(self.port, proc=self.proc)
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
-from tests.support import Daemon, sftp_batch
+from tests.support import Daemon, require_tool, sftp_batch, ssh_options
 
 
 def _random_file(path: Path, size: int) -> Path:
@@ -68,3 +69,29 @@ ls -l
         partial.write_bytes(src.read_bytes()[:1_234_567])
         sftp_batch(alice, client_key, f"reget f.bin {partial}")
         assert partial.read_bytes() == src.read_bytes()
+
+
+class TestOpenSSHScp:
+    def _scp(self, daemon: Daemon, key: Path, *args: str) -> None:
+        require_tool("scp")
+        result = subprocess.run(["scp", "-q", "-i", str(key), *ssh_options(daemon.port), *args], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
+
+    def test_scp_overwrite_replaces_a_longer_file(self, alice: Daemon, client_key: Path, tmp_path: Path) -> None:
+        """scp (SFTP mode) over a longer file leaves exactly the new, shorter content."""
+        long, short = _random_file(tmp_path / "long", 1_000_000), _random_file(tmp_path / "short", 300_000)
+        target = "alice@127.0.0.1:f.bin"
+        self._scp(alice, client_key, str(long), target)
+        self._scp(alice, client_key, str(short), target)
+        self._scp(alice, client_key, target, str(tmp_path / "back"))
+        assert (tmp_path / "back").read_bytes() == short.read_bytes()
+
+    def test_scp_recursive(self, alice: Daemon, client_key: Path, tmp_path: Path) -> None:
+        """scp -r copies a tree up and back."""
+        tree = tmp_path / "t"
+        (tree / "in").mkdir(parents=True)
+        _random_file(tree / "in" / "x", 70_000)
+        self._scp(alice, client_key, "-r", str(tree), "alice@127.0.0.1:")
+        self._scp(alice, client_key, "-r", "alice@127.0.0.1:t", str(tmp_path / "back"))
+        assert (tmp_path / "back" / "in" / "x").read_bytes() == (tree / "in" / "x").read_bytes()

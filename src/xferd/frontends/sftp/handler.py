@@ -159,6 +159,11 @@ class XferdSFTPHandler(SFTPServerHandler):
         self._file_handles = {}
         self._dir_handles = {}
         self._listings = {}
+        if self._writer is not None:
+            # An exit status before the channel closes: scp and sftp report "-1" and fail without one.
+            channel = self._writer.channel
+            if isinstance(channel, asyncssh.SSHServerChannel):
+                channel.exit(0 if exc is None else 1)
         await SFTPHandler._cleanup(self, exc)
 
     # -- tolerant WRITE --------------------------------------------------------------------------
