@@ -97,7 +97,11 @@ class Authenticator:
             reason = "bad_credentials"
         elif login.user.disabled:
             reason = "disabled"
+        self.record(username, reason, method, protocol, remote)
+        return login if reason == "ok" else None
+
+    def record(self, username: str, outcome: str, method: str, protocol: str, remote: str) -> None:
+        """Audit one login decision (``ok``, ``bad_credentials``, ``unknown_user``, ``disabled``)."""
         tenant, name = split_login_name(username)
         fields = {"tenant": tenant, "user": name, "protocol": protocol, "remote": remote}
-        self.audit.emit(log.bind(**fields), fields, "auth.login", "", reason, True, method=method)
-        return login if reason == "ok" else None
+        self.audit.emit(log.bind(**fields), fields, "auth.login", "", outcome, True, method=method)

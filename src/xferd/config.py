@@ -75,7 +75,6 @@ class SftpConfig:
 @dataclass(frozen=True)
 class TransferConfig:
     max_buffered_bytes: int = 8 * 1024 * 1024
-    readahead_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from xferd import __version__
-from xferd.auth import Authenticator
+from xferd.auth import DEFAULT_TENANT, Authenticator
 from xferd.config import Config
 from xferd.frontends.sftp.server import SftpFrontend, load_host_keys
 from xferd.metadata.database import SqliteDatabase
@@ -34,7 +34,6 @@ from xferd.vfs.filesystem import VirtualFS
 from xferd.vfs.gc import Collector
 
 log = structlog.get_logger("xferd.daemon")
-DEFAULT_TENANT = "default"
 
 
 class StartupError(Exception):
@@ -159,6 +158,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        # The config is read once at start; a reload signal must not kill a daemon mid-transfer.
+        loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
+            "daemon.sighup_ignored", reason="configuration is read at start: restart to apply changes"))
         if announce:
             await self._announce(listening)
         sd_notify("READY=1")

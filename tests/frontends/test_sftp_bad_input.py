@@ -138,3 +138,36 @@ class TestBadRequests:
         raw.close()
         time.sleep(0.1)
         assert alice.proc is not None and alice.proc.poll() is None
+
+
+class TestTolerance:
+    def test_write_with_trailing_bytes_is_accepted(self, alice: Daemon) -> None:
+        """A WRITE with bytes after its data (as rclone 1.60 sends) succeeds and stores only the data."""
+        raw = RawSftp(alice)
+        path = b"/trailing.bin"
+        pflags = 0x02 | 0x08 | 0x10  # WRITE | CREAT | TRUNC
+        raw.send(struct.pack(">BII", FXP_OPEN, 1, len(path)) + path + struct.pack(">II", pflags, 0))
+        kind, body = raw.receive()
+        assert kind == 102  # FXP_HANDLE
+        (hlen,) = struct.unpack(">I", body[4:8])
+        handle = body[8:8 + hlen]
+        data = b"exactly these bytes"
+        write = struct.pack(">BII", 6, 2, len(handle)) + handle + struct.pack(">QI", 0, len(data)) + data
+        raw.send(write + b"\x00\x00\x00\x00junk")
+        assert raw.status()[0] == 0
+        raw.send(struct.pack(">BII", 4, 3, len(handle)) + handle)  # CLOSE
+        assert raw.status()[0] == 0
+        raw.close()
+        client = paramiko_sftp(alice)
+        assert client.open("trailing.bin").read() == data
+        client.close()
+
+    def test_realpath_of_a_missing_last_component(self, alice: Daemon) -> None:
+        """REALPATH resolves a path whose last component does not exist yet (OpenSSH 9 put -r needs it),
+        but not one whose parent is missing."""
+        client = paramiko_sftp(alice)
+        client.mkdir("dir")
+        assert client.normalize("dir/not-yet") == "/dir/not-yet"
+        assert client.normalize("./dir/../dir/x/..") == "/dir"
+        assert _error_of(client.normalize, "missing/not-yet").errno == 2
+        client.close()

@@ -74,8 +74,8 @@ ls -l
 class TestOpenSSHScp:
     def _scp(self, daemon: Daemon, key: Path, *args: str) -> None:
         require_tool("scp")
-        result = subprocess.run(["scp", "-q", "-i", str(key), *ssh_options(daemon.port), *args], capture_output=True, text=True,
-                                timeout=120)
+        result = subprocess.run(["scp", "-q", "-i", str(key), *ssh_options(daemon.port), *args],
+                                capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
 
     def test_scp_overwrite_replaces_a_longer_file(self, alice: Daemon, client_key: Path, tmp_path: Path) -> None:

@@ -149,6 +149,7 @@ class NewContent:
     size: int
     checksums: Checksums | None
     mtime: float
+    atime: float | None = None  # None: the time of the commit
 
 
 @dataclass(frozen=True, slots=True)

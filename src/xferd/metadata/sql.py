@@ -576,9 +576,14 @@ class SqlMetadataStore:
                      tenant_id)).fetchone()
                 if updated is None:
                     raise NotFound("the upload's data is gone (collected as abandoned)")
+            atime = content.atime if content.atime is not None else now
             if existing is None:
                 inode = _new_inode(conn, tenant_id, "file", mode, content.mtime, owner_id, size=content.size,
                                    blob_id=content.blob_id)
+                if content.atime is not None:
+                    conn.execute("UPDATE inodes SET atime = ? WHERE tenant_id = ? AND ino = ?",
+                                 (atime, tenant_id, inode.ino))
+                    inode.atime = atime
                 _add_entry(conn, tenant_id, parent, name, inode.ino, now)
                 _charge(conn, tenant_id, owner_id, content.size, 1)
                 return CommitResult(inode, True)
@@ -587,9 +592,11 @@ class SqlMetadataStore:
             else:
                 _charge(conn, tenant_id, existing.owner_id, -existing.size, -1)
                 _charge(conn, tenant_id, owner_id, content.size, 1)
-            conn.execute("UPDATE inodes SET size = ?, blob_id = ?, mtime = ?, ctime = ?, owner_id = ? "
+            conn.execute("UPDATE inodes SET size = ?, blob_id = ?, mtime = ?, atime = ?, ctime = ?, owner_id = ? "
                          "WHERE tenant_id = ? AND ino = ?",
-                         (content.size, content.blob_id, content.mtime, now, owner_id, tenant_id, existing.ino))
+                         (content.size, content.blob_id, content.mtime, atime, now, owner_id, tenant_id,
+                          existing.ino))
+            existing.atime = atime
             released = _release_blob(conn, existing.blob_id, now)
             existing.size, existing.blob_id, existing.mtime, existing.ctime = (
                 content.size, content.blob_id, content.mtime, now)

@@ -66,6 +66,7 @@ class Collector:
     async def run_forever(self) -> None:
         while True:
             try:
+                await self.reclaim_crashed_uploads()
                 await self.run_once()
             except Exception as exc:  # one failed round must not stop collecting
                 log.error("gc.failed", error=str(exc))

@@ -94,17 +94,17 @@ class Upload:
         s = self.session
         vfs = self.vfs
         try:
-            committed = await self.writer.commit()
-            content = NewContent(self.writer.blob_id, committed.size, committed.checksums,
-                                 self.mtime if self.mtime is not None else time.time())
             try:
+                committed = await self.writer.commit()
+                content = NewContent(self.writer.blob_id, committed.size, committed.checksums,
+                                     self.mtime if self.mtime is not None else time.time(), self.atime)
                 result = await vfs.md.commit_content(s.tenant.id, self.parent, self.name, content, s.user.id,
                                                      self.mode, s.quota)
             except BaseException:
+                # Never committed: the collector takes the blob (the writer already removed its bytes,
+                # or they were published and are now unreferenced).
                 await vfs.md.abandon_blob(self.writer.blob_id)
                 raise
-            if self.atime is not None:
-                await vfs.md.setattr(s.tenant.id, result.inode.ino, atime=self.atime)
         except OSError as exc:
             vfs.audit.emit(s.log, s.fields, "fs.upload", self.path, _errno_name(exc), True,
                            error=str(exc.strerror or exc))

@@ -91,7 +91,8 @@ class VfsSFTPServer(asyncssh.SFTPServer):
 
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> Handle:
         mode = open_mode(pflags)
-        if mode.write or mode.append:
+        # CREAT, TRUNC or EXCL without WRITE still create or empty the file, as open(2) does.
+        if mode.write or mode.append or mode.create or mode.truncate:
             perm_bits = None if attrs.permissions is None else attrs.permissions & 0o7777
             return await self.vfs.open_write(self.session, path, mode, perm_bits)
         return await self.vfs.open_read(self.session, path)

@@ -68,6 +68,9 @@ class Connection(asyncssh.SSHServer):
         self.login: Login | None = None
         self.last_activity = time.monotonic()
         self.counted: tuple[str, str] | None = None
+        self.username = ""
+        self.key_login: Login | None = None
+        self.offered_key = False
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -80,11 +83,16 @@ class Connection(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.frontend.connections.discard(self)
+        if self.counted is None and self.offered_key and self.login is None:
+            self.frontend.auth.record(self.username, "bad_credentials", "publickey", "sftp", self.remote)
         if self.counted is not None:
             self.frontend.per_user[self.counted] -= 1
             self.counted = None
 
     def begin_auth(self, username: str) -> bool:
+        self.username = username
+        if self.frontend.config.banner and self.conn is not None:
+            self.conn.send_auth_banner(self.frontend.config.banner.rstrip("\n") + "\n")
         return True
 
     def password_auth_supported(self) -> bool:
@@ -99,13 +107,20 @@ class Connection(asyncssh.SSHServer):
         return True
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # asyncssh asks once for the probe and again for the signed request: the login is audited
+        # once, when authentication completes (or as a failure when the connection ends without it).
         self.touch()
+        self.offered_key = True
         key_data = " ".join(key.export_public_key("openssh").decode().split()[:2])
-        self.login = await self.frontend.auth.public_key(username, key_data, "sftp", self.remote)
-        return self.login is not None
+        self.key_login = await self.frontend.auth.public_key(username, key_data, "sftp", self.remote, final=False)
+        if self.key_login is not None:
+            self.login = self.key_login
+        return self.key_login is not None
 
     def auth_completed(self) -> None:
         assert self.login is not None and self.conn is not None
+        if self.key_login is not None and self.login is self.key_login:
+            self.frontend.auth.record(self.username, "ok", "publickey", "sftp", self.remote)
         user = self.login.user
         key = (user.tenant.name, user.name)
         if self.frontend.per_user[key] >= self.frontend.config.max_sessions_per_user:
@@ -227,10 +242,9 @@ class SftpFrontend:
         for c in list(self.connections):
             if c.conn is not None:
                 c.conn.disconnect(asyncssh.DISC_BY_APPLICATION, "Server shutting down")
-        for c in list(self.connections):
-            if c.conn is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(c.conn.wait_closed(), 5)
+        waiting = [c.conn.wait_closed() for c in self.connections if c.conn is not None]
+        if waiting:
+            await asyncio.wait([asyncio.ensure_future(w) for w in waiting], timeout=5)
 
     async def _sweep_idle(self) -> None:
         period = min(30.0, max(self.config.idle_timeout / 4, 0.5))
