@@ -14,8 +14,8 @@ import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from xferd.metadata.base import Accounts
 from xferd.metadata.models import Login, PublicKey
-from xferd.metadata.sql import SqlMetadataStore
 from xferd.vfs.audit import AuditSink
 
 log = structlog.get_logger("xferd.auth")
@@ -63,7 +63,7 @@ def split_login_name(username: str) -> tuple[str, str]:
 
 
 class Authenticator:
-    def __init__(self, metadata: SqlMetadataStore, audit: AuditSink) -> None:
+    def __init__(self, metadata: Accounts, audit: AuditSink) -> None:
         self.md = metadata
         self.audit = audit
 

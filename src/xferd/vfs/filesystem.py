@@ -33,8 +33,8 @@ from xferd.errors import (
     StorageError,
     Unsupported,
 )
+from xferd.metadata.base import MetadataStore
 from xferd.metadata.models import Checksums, Inode, Login, Perm, Resolved
-from xferd.metadata.sql import SqlMetadataStore
 from xferd.storage.base import BlobStore
 from xferd.vfs import paths
 from xferd.vfs.audit import AuditSink
@@ -125,7 +125,7 @@ def audited(event: str, durable: bool = True, pair: bool = False, failures_only:
 
 
 class VirtualFS:
-    def __init__(self, metadata: SqlMetadataStore, storage: BlobStore, audit: AuditSink, blob_owner: str,
+    def __init__(self, metadata: MetadataStore, storage: BlobStore, audit: AuditSink, blob_owner: str,
                  transfer: TransferConfig | None = None) -> None:
         self.md = metadata
         self.storage = storage

@@ -15,7 +15,7 @@ import time
 import structlog
 
 from xferd.config import GcConfig
-from xferd.metadata.sql import SqlMetadataStore
+from xferd.metadata.base import BlobLedger
 from xferd.storage.base import BlobStore
 from xferd.vfs.filesystem import VirtualFS
 
@@ -23,7 +23,7 @@ log = structlog.get_logger("xferd.gc")
 
 
 class Collector:
-    def __init__(self, metadata: SqlMetadataStore, storage: BlobStore, vfs: VirtualFS | None, config: GcConfig,
+    def __init__(self, metadata: BlobLedger, storage: BlobStore, vfs: VirtualFS | None, config: GcConfig,
                  node_id: str, owner: str) -> None:
         self.md = metadata
         self.storage = storage
