@@ -215,6 +215,16 @@ class Daemon:
             time.sleep(0.05)
         raise AssertionError(f"no {name} event with {fields} in the daemon log")
 
+    def wait_text(self, text: str, timeout: float = 10.0) -> str:
+        """The daemon's output once it contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            output = self.log_path.read_text(errors="replace")
+            if text in output:
+                return output
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} never appeared in the daemon's output")
+
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"

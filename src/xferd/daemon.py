@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import secrets
 import signal
@@ -81,11 +82,13 @@ class Daemon:
         self.sftp: SftpFrontend | None = None
         self.collector: Collector | None = None
         self._gc_task: asyncio.Task[None] | None = None
+        self._lock_fd: int | None = None
         self.host_key_fingerprints: list[str] = []
 
     async def startup(self) -> list[Listening]:
         config = self.config
         config.data_path.mkdir(parents=True, exist_ok=True)
+        self._lock_data_dir()
         self.md = open_metadata(config)
         try:
             await self.md.open()
@@ -93,6 +96,9 @@ class Daemon:
             raise StartupError(f"cannot open the metadata database {config.metadata_path}: {exc}") from exc
         await self.md.ensure_tenant(DEFAULT_TENANT)
         self.storage = open_storage(config)
+        swept = self.storage.sweep_temporary()
+        if swept:
+            log.info("storage.swept_unfinished_uploads", files=swept)
         self.audit = AuditSink(self.md)
         self.audit.start()
         self.vfs = VirtualFS(self.md, self.storage, self.audit, self.owner, config.transfer)
@@ -149,6 +155,22 @@ class Daemon:
             await self.storage.close()
         if self.md is not None:
             await self.md.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _lock_data_dir(self) -> None:
+        """One daemon per data directory: it owns the store's unfinished uploads."""
+        path = self.config.data_path / "daemon.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StartupError(f"another xferd daemon is using the data directory {self.config.data_path}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
 
     def request_stop(self) -> None:
         self.stop_event.set()

@@ -25,7 +25,7 @@ async def _connect(daemon: Daemon, user: str = "alice") -> asyncssh.SSHClientCon
 class TestStartup:
     def test_first_start_says_what_it_serves(self, daemon: Daemon) -> None:
         """The first start prints the address, the host key fingerprints and how to add a user."""
-        text = daemon.log_path.read_text()
+        text = daemon.wait_text("xferd user add NAME")
         assert f"sftp listening on 127.0.0.1:{daemon.port}" in text
         assert "host key ssh-ed25519 SHA256:" in text and "host key ssh-rsa SHA256:" in text
         assert "xferd user add NAME --password-stdin" in text
@@ -172,3 +172,14 @@ class TestCommandLine:
             daemon.cli("user", "add", "e2", "--password-stdin", input="x\n", check=False).stderr
 
 
+
+
+class TestDataDirectory:
+    def test_one_daemon_per_data_directory(self, daemon: Daemon, tmp_path: Path) -> None:
+        """A second daemon on the same data directory refuses to start and says why."""
+        second = Daemon(tmp_path / "second", data_dir=str(daemon.data_dir))
+        second.start(wait=False)
+        assert second.proc is not None
+        assert second.proc.wait(30) != 0
+        second.proc = None
+        assert "another xferd daemon is using the data directory" in second.log_path.read_text()

@@ -5,6 +5,13 @@ the function runs every statement of its transaction in the database thread and 
 records. One VirtualFS operation is therefore one thread hop (about 50 us), whatever its number
 of statements, and the event loop never waits on SQLite's locks or fsyncs.
 
+Point lookups on hot paths (a path's resolution, a stat, a login) use :meth:`Database.lookup`
+instead: a read-only connection owned by the event loop's thread answers them inline, because in
+WAL mode a reader never waits for a writer, and a page-cache lookup costs less than a hop. That
+connection never waits either (``busy_timeout`` 0): if SQLite is ever busy, the lookup runs in the
+database thread instead. :meth:`Database.queue` submits a write without waiting for it; the
+database thread runs work in order, so anything submitted later sees it.
+
 SQL errors are translated here, at one boundary: a busy or broken database becomes
 :class:`~xferd.errors.StorageError`; the domain errors a function raises pass through.
 """
@@ -40,6 +47,7 @@ class SqliteDatabase:
         self._synchronous = synchronous.upper()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xferd-sql")
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
         self._thread_id: int | None = None
 
     def _connect(self) -> None:
@@ -80,11 +88,18 @@ class SqliteDatabase:
 
     async def open(self) -> None:
         await self._submit(self._connect)
+        reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0.0)
+        reader.execute("PRAGMA query_only=ON")
+        reader.execute("PRAGMA busy_timeout=0")
+        self._reader = reader
 
     def open_sync(self) -> None:
         self._executor.submit(self._connect).result()
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         await self._submit(self._close)
         self._executor.shutdown(wait=True)
 
@@ -102,6 +117,23 @@ class SqliteDatabase:
 
     async def write(self, work: Work[T]) -> T:
         return await self._submit(self._run, work, True)
+
+    async def lookup(self, work: Work[T]) -> T:
+        """A small read, answered inline on the event loop's thread when SQLite is not busy."""
+        reader = self._reader
+        if reader is not None:
+            try:
+                return work(reader)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    log.error("metadata.failed", error=str(exc), error_type=type(exc).__name__)
+                    raise StorageError(f"metadata store failed: {exc}") from exc
+        return await self.read(work)
+
+    def queue(self, work: Work[T]) -> asyncio.Future[T]:
+        """Submit a write transaction without waiting for it."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._executor, self._run, work, True)
 
     def read_sync(self, work: Work[T]) -> T:
         return self._executor.submit(self._run, work, False).result()

@@ -8,11 +8,14 @@ can never read or change another tenant's rows.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import structlog
 
 from xferd.errors import (
     AlreadyExists,
@@ -44,6 +47,7 @@ from xferd.metadata.models import (
 )
 
 Conn = sqlite3.Connection
+log = structlog.get_logger("xferd.metadata")
 
 INODE_COLUMNS = "ino, kind, size, mode, mtime, atime, ctime, nlink, blob_id, target, owner_id"
 USER_COLUMNS = ("u.id, u.name, u.password_hash, u.disabled, u.home, u.quota_bytes, u.quota_files, "
@@ -171,6 +175,12 @@ def _parent_of(conn: Conn, tenant_id: int, ino: int) -> int | None:
     row = conn.execute("SELECT parent FROM entries WHERE tenant_id = ? AND ino = ? LIMIT 1",
                        (tenant_id, ino)).fetchone()
     return row[0] if row else None
+
+
+def _log_failed_reservation(future: asyncio.Future[None]) -> None:
+    # The upload's commit finds no pending row and fails with a clear error; this says why.
+    if not future.cancelled() and future.exception() is not None:
+        log.error("metadata.reservation_failed", error=str(future.exception()))
 
 
 def _split(target: str) -> list[str]:
@@ -336,7 +346,7 @@ class SqlMetadataStore:
                 "JOIN groups gr ON gr.id = m.group_id WHERE g.tenant_id = ? AND g.principal_kind = 'group' "
                 "AND m.user_id = ?", (user.tenant.id, user.id))]
             return Login(user, keys, tuple(grants))
-        return await self.db.read(work)
+        return await self.db.lookup(work)
 
     async def user_names(self, tenant_id: int, ids: Sequence[int]) -> dict[int, str]:
         def work(conn: Conn) -> dict[int, str]:
@@ -347,7 +357,7 @@ class SqlMetadataStore:
                 if row:
                     out[user_id] = row[0]
             return out
-        return await self.db.read(work)
+        return await self.db.lookup(work)
 
     # -- the tree ----------------------------------------------------------------------------------
 
@@ -357,7 +367,7 @@ class SqlMetadataStore:
         An absolute link target starts again at ``root_ino``, and ``..`` never climbs above it, so
         a lookup can never leave the root it was given. Only the last component may be missing.
         """
-        return await self.db.read(lambda conn: self._resolve(conn, tenant_id, root_ino, parts, follow_last))
+        return await self.db.lookup(lambda conn: self._resolve(conn, tenant_id, root_ino, parts, follow_last))
 
     @staticmethod
     def _resolve(conn: Conn, tenant_id: int, root_ino: int, parts: Sequence[str], follow_last: bool) -> Resolved:
@@ -401,18 +411,24 @@ class SqlMetadataStore:
 
     async def prepare_upload(self, tenant_id: int, root_ino: int, parts: Sequence[str], blob_id: str,
                              blob_owner: str, user_id: int) -> tuple[Resolved, Usage]:
-        """Resolve an upload's path, reserve its blob as pending and read the uploader's usage, in
-        one transaction: opening a file for writing costs one hop."""
-        def work(conn: Conn) -> tuple[Resolved, Usage]:
-            resolved = self._resolve(conn, tenant_id, root_ino, parts, True)
+        """Resolve an upload's path and read the uploader's usage (inline), and queue the blob's
+        reservation as pending without waiting: opening a file for writing waits for no thread.
+        The reservation is committed before anything submitted later, the upload's commit included;
+        a crash before it leaves only a temporary file, which the store sweeps at start."""
+        def read(conn: Conn) -> tuple[Resolved, Usage]:
+            return self._resolve(conn, tenant_id, root_ino, parts, True), _usage(conn, tenant_id, user_id)
+
+        def reserve(conn: Conn) -> None:
             now = time.time()
             conn.execute("INSERT INTO blobs (id, tenant_id, state, refs, owner, created, changed) "
                          "VALUES (?, ?, 'pending', 0, ?, ?, ?)", (blob_id, tenant_id, blob_owner, now, now))
-            return resolved, _usage(conn, tenant_id, user_id)
-        return await self.db.write(work)
+        result = await self.db.lookup(read)
+        reservation = self.db.queue(reserve)
+        reservation.add_done_callback(_log_failed_reservation)
+        return result
 
     async def get_inode(self, tenant_id: int, ino: int) -> Inode | None:
-        return await self.db.read(lambda conn: _get_inode(conn, tenant_id, ino))
+        return await self.db.lookup(lambda conn: _get_inode(conn, tenant_id, ino))
 
     async def list_dir(self, tenant_id: int, ino: int) -> list[tuple[str, Inode]]:
         def work(conn: Conn) -> list[tuple[str, Inode]]:
@@ -636,7 +652,7 @@ class SqlMetadataStore:
         return await self.db.write(work)
 
     async def usage(self, tenant_id: int, user_id: int) -> Usage:
-        return await self.db.read(lambda conn: _usage(conn, tenant_id, user_id))
+        return await self.db.lookup(lambda conn: _usage(conn, tenant_id, user_id))
 
     # -- blobs ---------------------------------------------------------------------------------------
 
@@ -662,7 +678,7 @@ class SqlMetadataStore:
                 return None
             sums = Checksums(row[3], row[4]) if row[3] else None
             return BlobRecord(row[0], row[1], row[2], sums, row[5], row[6])
-        return await self.db.read(work)
+        return await self.db.lookup(work)
 
     async def mark_stale_pending(self, owner_prefix: str, current_owner: str, older_than: float) -> int:
         """Pending blobs of an earlier run of this node, or older than ``older_than``, become garbage."""

@@ -410,6 +410,16 @@ class LocalBlobStore:
                 ids.update(p.name for p in prefix.iterdir())
         return ids
 
+    def sweep_temporary(self) -> int:
+        """Delete every unfinished blob. Only for a daemon that owns the store alone, at start:
+        they can only be uploads that a stopped or crashed run never finished."""
+        count = 0
+        for path in self._tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                count += 1
+        return count
+
     async def space(self) -> tuple[int, int] | None:
         """Total and free bytes of the disk under the store."""
         st = os.statvfs(self.root)

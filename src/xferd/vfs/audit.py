@@ -36,7 +36,9 @@ class AuditSink:
 
     def emit(self, logger: Any, fields: dict[str, str], event: str, path: str, outcome: str,
              durable: bool, **extra: Any) -> None:
-        if outcome == "ok":
+        # A failed change is worth a warning; a failed lookup is routine (clients probe before
+        # uploading), so it stays at info.
+        if outcome == "ok" or not durable:
             logger.info(event, path=path, outcome=outcome, **extra)
         else:
             logger.warning(event, path=path, outcome=outcome, **extra)

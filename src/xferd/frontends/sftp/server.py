@@ -215,6 +215,9 @@ class SftpFrontend:
                     login_timeout=self.config.login_timeout,
                     encoding=None,
                     max_pktsize=self.config.max_packet_size + 1024,
+                    # Clients pipeline many 255 KiB writes: a window of 2 MiB (asyncssh's default)
+                    # would stall them.
+                    window=self.config.window_size,
                     allow_scp=False,
                     agent_forwarding=False,
                     allow_pty=False,
