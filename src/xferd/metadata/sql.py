@@ -564,7 +564,8 @@ class SqlMetadataStore:
         return await self.db.write(work)
 
     async def commit_content(self, tenant_id: int, parent: int, name: str, content: NewContent,
-                             owner_id: int | None, mode: int, quota: Quota) -> CommitResult:
+                             owner_id: int | None, mode: int | None, quota: Quota,
+                             exclusive: bool = False) -> CommitResult:
         """Point ``parent/name`` at new content in one transaction: the moment an upload becomes visible.
 
         An existing file keeps its inode (its hard links see the new content); a missing one is
@@ -575,6 +576,8 @@ class SqlMetadataStore:
             _require_dir(conn, tenant_id, parent)
             now = time.time()
             existing = _lookup(conn, tenant_id, parent, name)
+            if existing is not None and exclusive:
+                raise AlreadyExists()  # another exclusive create of this name committed first
             if existing is not None and existing.kind != "file":
                 raise IsADirectory() if existing.kind == "dir" else AlreadyExists("a symbolic link has that name")
             if existing is None:
@@ -594,8 +597,8 @@ class SqlMetadataStore:
                     raise NotFound("the upload's data is gone (collected as abandoned)")
             atime = content.atime if content.atime is not None else now
             if existing is None:
-                inode = _new_inode(conn, tenant_id, "file", mode, content.mtime, owner_id, size=content.size,
-                                   blob_id=content.blob_id)
+                inode = _new_inode(conn, tenant_id, "file", 0o644 if mode is None else mode, content.mtime, owner_id,
+                                   size=content.size, blob_id=content.blob_id)
                 if content.atime is not None:
                     conn.execute("UPDATE inodes SET atime = ? WHERE tenant_id = ? AND ino = ?",
                                  (atime, tenant_id, inode.ino))
@@ -608,10 +611,11 @@ class SqlMetadataStore:
             else:
                 _charge(conn, tenant_id, existing.owner_id, -existing.size, -1)
                 _charge(conn, tenant_id, owner_id, content.size, 1)
-            conn.execute("UPDATE inodes SET size = ?, blob_id = ?, mtime = ?, atime = ?, ctime = ?, owner_id = ? "
-                         "WHERE tenant_id = ? AND ino = ?",
-                         (content.size, content.blob_id, content.mtime, atime, now, owner_id, tenant_id,
+            conn.execute("UPDATE inodes SET size = ?, blob_id = ?, mtime = ?, atime = ?, ctime = ?, owner_id = ?, "
+                         "mode = COALESCE(?, mode) WHERE tenant_id = ? AND ino = ?",
+                         (content.size, content.blob_id, content.mtime, atime, now, owner_id, mode, tenant_id,
                           existing.ino))
+            existing.mode = existing.mode if mode is None else mode
             existing.atime = atime
             released = _release_blob(conn, existing.blob_id, now)
             existing.size, existing.blob_id, existing.mtime, existing.ctime = (
@@ -640,7 +644,11 @@ class SqlMetadataStore:
                     raise IsADirectory()
                 if existing.ino == src.ino:
                     return CommitResult(src, False)
-            _check_quota(conn, tenant_id, owner_id, quota, src.size, 1)
+            # An overwritten file of the same owner that loses its last name frees its bytes and its slot.
+            freed = existing if existing is not None and existing.owner_id == owner_id and existing.nlink <= 1 \
+                else None
+            _check_quota(conn, tenant_id, owner_id, quota, src.size - (freed.size if freed else 0),
+                         0 if freed else 1)
             if existing is not None:
                 released = _remove_entry(conn, tenant_id, parent, name, existing, now)
             if src.blob_id is not None:
@@ -686,8 +694,8 @@ class SqlMetadataStore:
             now = time.time()
             cur = conn.execute(
                 "UPDATE blobs SET state = 'garbage', changed = ? WHERE state = 'pending' AND "
-                "((owner LIKE ? AND owner != ?) OR created < ?)",
-                (now, owner_prefix + "%", current_owner, older_than))
+                "((substr(owner, 1, ?) = ? AND owner != ?) OR created < ?)",
+                (now, len(owner_prefix), owner_prefix, current_owner, older_than))
             return cur.rowcount
         return await self.db.write(work)
 

@@ -170,12 +170,12 @@ class LocalBlobWriter:
         # One hop for the common small upload: the last batch, the checksums, fsync and publishing
         # all run in a single lane job.
         last = self._take_batch()
-        while self._inflight:
-            await self._wait_oldest()
-        self._raise_pending_error()
         gaps = self._extents.gaps(self._base_limit) if self._base is not None else []
         final = self._store.path_of(self._tenant_id, self.blob_id)
         try:
+            while self._inflight:
+                await self._wait_oldest()
+            self._raise_pending_error()
             sums = await self._in_lane(self._commit_in_lane, last, gaps, final)
         except BaseException:
             await self.abort()
@@ -352,6 +352,7 @@ class LocalBlobReader:
 
 class LocalBlobStore:
     capabilities = Capabilities(random_write=True, server_side_copy=True)
+    writer_class = LocalBlobWriter
 
     def __init__(self, root: Path, fsync: bool = True, max_buffered: int = 8 * 1024 * 1024, lanes: int = 2) -> None:
         self.root = root
@@ -377,7 +378,7 @@ class LocalBlobStore:
         except OSError as exc:
             raise _storage_error(exc, "creating a blob") from exc
         base_path = self.path_of(tenant_id, base) if base else None
-        writer = LocalBlobWriter(self, tenant_id, blob_id, fd, tmp, next(self._next_lane), base_path, base_size)
+        writer = self.writer_class(self, tenant_id, blob_id, fd, tmp, next(self._next_lane), base_path, base_size)
         if materialize:
             try:
                 await writer.materialize()

@@ -89,7 +89,7 @@ class Listing:
 def _shown(path: object) -> str:
     if isinstance(path, bytes):
         path = path.decode("utf-8", "replace")
-    text = str(path)
+    text = str(path).encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return text if len(text) <= 512 else text[:512] + "..."
 
 
@@ -173,6 +173,13 @@ class VirtualFS:
     def track(self, transfer: Upload | Download) -> None:
         self.open_transfers.add(transfer)
         self.transfers_idle.clear()
+
+    def creating(self, s: Session, path: str) -> Upload | None:
+        """The upload this session has open that will create ``path`` (a client path), if any."""
+        for t in self.open_transfers:
+            if isinstance(t, Upload) and t.session is s and t.ino is None and t.path == path:
+                return t
+        return None
 
     def untrack(self, transfer: Upload | Download) -> None:
         self.open_transfers.discard(transfer)
@@ -297,6 +304,12 @@ class VirtualFS:
             raise AlreadyExists(path=paths.to_client(rd.real))
         self._require(s, rs.real, Perm.DOWNLOAD)
         self._require(s, rd.real, Perm.SYMLINK)
+        # Both names reach one inode: a link where the user may change more than at the file's own
+        # path would lend that right to the original.
+        widened = (s.policy.perms(paths.tenant_path(s.user.home, rd.real))
+                   & ~s.policy.perms(paths.tenant_path(s.user.home, rs.real)))
+        if widened & (Perm.OVERWRITE | Perm.CHMOD | Perm.CHTIMES):
+            raise PermissionDenied("A link may not allow more than the file's own path", path=paths.to_client(rd.real))
         assert rd.parent is not None
         return await self.md.link(s.tenant.id, source.ino, rd.parent, rd.name)
 
@@ -332,7 +345,11 @@ class VirtualFS:
                 raise IsADirectory(path=paths.to_client(r.real))
             self._require(s, r.real, Perm.OVERWRITE)
             upload = await self._start_upload(s, r.real, OpenMode(write=True))
-            await upload.truncate(attrs.size)
+            try:
+                await upload.truncate(attrs.size)
+            except BaseException:
+                await upload.abort("refused")
+                raise
             await upload.close()
         if attrs.mode is None and attrs.mtime is None and attrs.atime is None:
             return await self.md.get_inode(s.tenant.id, inode.ino) or inode

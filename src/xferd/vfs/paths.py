@@ -17,6 +17,14 @@ MAX_NAME_BYTES = 255
 Parts = tuple[str, ...]
 
 
+def _utf8(text: str) -> bytes:
+    """A name as stored: valid UTF-8, or EILSEQ (a lone surrogate is no character)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPath("File name is not valid UTF-8", code=errno.EILSEQ) from None
+
+
 def split(path: str | bytes) -> Parts:
     """Normalize a client path (absolute, or relative to the root) into components."""
     if isinstance(path, bytes):
@@ -28,7 +36,7 @@ def split(path: str | bytes) -> Parts:
             raise InvalidPath("File name is not valid UTF-8", code=errno.EILSEQ) from None
     else:
         text = path
-        if len(text) > MAX_PATH_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        if len(text) > MAX_PATH_BYTES or len(_utf8(text)) > MAX_PATH_BYTES:
             raise InvalidPath("File name too long", code=errno.ENAMETOOLONG)
     if "\x00" in text:
         raise InvalidPath("File name contains a NUL byte")
@@ -40,7 +48,7 @@ def split(path: str | bytes) -> Parts:
             if parts:
                 parts.pop()
             continue
-        if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        if len(_utf8(name)) > MAX_NAME_BYTES:
             raise InvalidPath("File name too long", code=errno.ENAMETOOLONG)
         parts.append(name)
     return tuple(parts)
@@ -79,6 +87,6 @@ def check_link_target(target: str | bytes) -> str:
         raise InvalidPath("Link target is empty")
     if "\x00" in target:
         raise InvalidPath("Link target contains a NUL byte")
-    if len(target.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+    if len(_utf8(target)) > MAX_PATH_BYTES:
         raise InvalidPath("Link target too long", code=errno.ENAMETOOLONG)
     return target

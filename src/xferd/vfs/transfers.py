@@ -16,7 +16,7 @@ import errno
 import time
 from typing import TYPE_CHECKING
 
-from xferd.errors import PermissionDenied, QuotaExceeded, StorageError
+from xferd.errors import NotFound, PermissionDenied, QuotaExceeded, StorageError
 from xferd.metadata.models import Inode, NewContent
 from xferd.storage.base import BlobReader, BlobWriter
 from xferd.vfs import paths
@@ -46,6 +46,11 @@ class Upload:
         self.atime: float | None = None
         self.started = time.time()
         self.done = False
+        self.mode_set = False  # a client chose the permissions (fsetstat) while the file was open
+        # An existing file opened for writing but never written, truncated or set keeps everything,
+        # its mtime included (as open(2) with O_RDWR and no write would).
+        self.changed = ino is None or open_mode.truncate
+        self.failed: OSError | None = None  # a write failed: the upload is incomplete and must not commit
         vfs.track(self)
 
     @property
@@ -60,9 +65,14 @@ class Upload:
         if self.open_mode.append:
             offset = self.writer.size
         end = offset + len(data)
-        if self.allowance is not None and end > self.writer.size and end > self.allowance:
-            raise QuotaExceeded(path=self.path)
-        await self.writer.write(offset, data)
+        self.changed = True
+        try:
+            if self.allowance is not None and end > self.writer.size and end > self.allowance:
+                raise QuotaExceeded(path=self.path)
+            await self.writer.write(offset, data)
+        except OSError as exc:
+            self.failed = self.failed or exc
+            raise
         return len(data)
 
     async def read(self, offset: int, size: int) -> bytes:
@@ -71,16 +81,26 @@ class Upload:
         return await self.writer.read(offset, size)
 
     async def truncate(self, size: int) -> None:
-        if self.allowance is not None and size > self.writer.size and size > self.allowance:
-            raise QuotaExceeded(path=self.path)
-        await self.writer.truncate(size)
+        self.changed = True
+        try:
+            if self.allowance is not None and size > self.writer.size and size > self.allowance:
+                raise QuotaExceeded(path=self.path)
+            await self.writer.truncate(size)
+        except OSError as exc:
+            self.failed = self.failed or exc
+            raise
 
     def set_times(self, mtime: float | None, atime: float | None) -> None:
         """Times to give the file when it commits (a client preserving timestamps sets them first)."""
+        self.changed = self.changed or mtime is not None or atime is not None
         if mtime is not None:
             self.mtime = mtime
         if atime is not None:
             self.atime = atime
+
+    def set_mode(self, mode: int) -> None:
+        """Permissions to give the file when it commits, an existing file's too."""
+        self.mode, self.mode_set, self.changed = mode & 0o7777, True, True
 
     async def flush(self) -> None:
         """Make what was written so far durable in the pending blob (it stays invisible)."""
@@ -90,6 +110,15 @@ class Upload:
         """Commit: publish the blob, then point the file at it in one transaction."""
         if self.done:
             raise StorageError("upload already closed", path=self.path)
+        if self.failed is not None:
+            await self.abort("failed")
+            raise self.failed
+        if not self.changed:
+            await self.abort("unchanged")
+            inode = await self.vfs.md.get_inode(self.session.tenant.id, self.ino or 0)
+            if inode is None:
+                raise NotFound(path=self.path)
+            return inode
         self.done = True
         s = self.session
         vfs = self.vfs
@@ -99,7 +128,8 @@ class Upload:
                 content = NewContent(self.writer.blob_id, committed.size, committed.checksums,
                                      self.mtime if self.mtime is not None else time.time(), self.atime)
                 result = await vfs.md.commit_content(s.tenant.id, self.parent, self.name, content, s.user.id,
-                                                     self.mode, s.quota)
+                                                     self.mode if self.mode_set or self.ino is None else None,
+                                                     s.quota, exclusive=self.open_mode.exclusive and self.ino is None)
             except BaseException:
                 # Never committed: the collector takes the blob (the writer already removed its bytes,
                 # or they were published and are now unreferenced).

@@ -64,10 +64,20 @@ class VfsSFTPServer(asyncssh.SFTPServer):
         return (await self.vfs.realpath(self.session, path)).encode()
 
     async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
-        return to_attrs(await self.vfs.stat(self.session, path))
+        return await self._stat(path, follow=True)
 
     async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
-        return to_attrs(await self.vfs.stat(self.session, path, follow=False))
+        return await self._stat(path, follow=False)
+
+    async def _stat(self, path: bytes, follow: bool) -> asyncssh.SFTPAttrs:
+        """A file this session is creating exists for this session (sshfs stats it right after OPEN)."""
+        try:
+            return to_attrs(await self.vfs.stat(self.session, path, follow=follow))
+        except FileNotFoundError:
+            upload = self.vfs.creating(self.session, await self.vfs.realpath(self.session, path))
+            if upload is None:
+                raise
+            return to_attrs(upload.attrs())
 
     async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
         return to_attrs(handle_of(file_obj).attrs())
@@ -85,7 +95,7 @@ class VfsSFTPServer(asyncssh.SFTPServer):
                 await file_obj.truncate(attrs.size)
             file_obj.set_times(attrs.mtime, attrs.atime)
             if attrs.permissions is not None:
-                file_obj.mode = attrs.permissions & 0o7777
+                file_obj.set_mode(attrs.permissions)
             return
         await self.vfs.setstat(self.session, file_obj.path, to_setattrs(attrs))
 
