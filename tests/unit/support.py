@@ -56,14 +56,15 @@ class FlakyWriter(LocalBlobWriter):
 
     budget = 0
 
-    def _write_at(self, offset: int, data: bytes) -> None:
-        if self.budget >= len(data):
-            self.budget -= len(data)
-            return super()._write_at(offset, data)
+    def _write_at(self, offset: int, chunks: list[bytes]) -> None:
+        size = sum(map(len, chunks))
+        if self.budget >= size:
+            self.budget -= size
+            return super()._write_at(offset, chunks)
         full = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
         real, self._fd = self._fd, full
         try:
-            super()._write_at(offset, data)
+            super()._write_at(offset, chunks)
         finally:
             self._fd = real
             os.close(full)
@@ -76,9 +77,9 @@ class RecordingWriter(LocalBlobWriter):
     peak_inflight = 0
     delay = 0.001
 
-    def _write_at(self, offset: int, data: bytes) -> None:
+    def _write_at(self, offset: int, chunks: list[bytes]) -> None:
         time.sleep(self.delay)
-        super()._write_at(offset, data)
+        super()._write_at(offset, chunks)
 
     def _flush_batch(self) -> None:
         super()._flush_batch()

@@ -182,7 +182,8 @@ class LocalBlobWriter:
             raise
         return Committed(self._size, sums)
 
-    def _commit_in_lane(self, last: tuple[int, bytes] | None, gaps: list[tuple[int, int]], final: Path) -> Checksums:
+    def _commit_in_lane(self, last: tuple[int, list[bytes]] | None, gaps: list[tuple[int, int]],
+                        final: Path) -> Checksums:
         if last is not None:
             self._write_at(*last)
         sums = self._finish(gaps)
@@ -209,21 +210,24 @@ class LocalBlobWriter:
         if self._error is not None:
             raise self._error
 
-    def _take_batch(self) -> tuple[int, bytes] | None:
+    def _take_batch(self) -> tuple[int, list[bytes]] | None:
+        # The chunks go to the lane as they are (pwritev): joining them would copy every byte once
+        # more on the event loop's thread.
         if not self._batch:
             return None
         chunks, start = self._batch, self._batch_start
         self._batch, self._batch_len = [], 0
-        return start, chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return start, chunks
 
     def _flush_batch(self) -> None:
         batch = self._take_batch()
         if batch is None:
             return
-        start, data = batch
-        fut = asyncio.get_running_loop().run_in_executor(self._lane, self._write_at, start, data)
-        self._inflight.append((fut, len(data)))
-        self._inflight_bytes += len(data)
+        start, chunks = batch
+        nbytes = sum(map(len, chunks))
+        fut = asyncio.get_running_loop().run_in_executor(self._lane, self._write_at, start, chunks)
+        self._inflight.append((fut, nbytes))
+        self._inflight_bytes += nbytes
 
     async def _wait_oldest(self) -> None:
         fut, nbytes = self._inflight.popleft()
@@ -250,20 +254,23 @@ class LocalBlobWriter:
 
     # -- the lane side ---------------------------------------------------------------------------
 
-    def _write_at(self, offset: int, data: bytes) -> None:
-        view = memoryview(data)
-        pos = offset
+    def _write_at(self, offset: int, chunks: list[bytes]) -> None:
+        total = sum(map(len, chunks))
         try:
-            while view:
-                written = os.pwrite(self._fd, view, pos)
-                view = view[written:]
-                pos += written
+            written = os.pwritev(self._fd, chunks, offset)
+            if written < total:  # a short write (rare): finish it piece by piece
+                view = memoryview(b"".join(chunks))[written:]
+                pos = offset + written
+                while view:
+                    n = os.pwrite(self._fd, view, pos)
+                    view, pos = view[n:], pos + n
         except OSError as exc:
             raise _storage_error(exc, "writing a blob") from exc
         if offset == self._hash_pos:
-            self._sha256.update(data)
-            self._md5.update(data)
-            self._hash_pos += len(data)
+            for chunk in chunks:
+                self._sha256.update(chunk)
+                self._md5.update(chunk)
+            self._hash_pos += total
         elif offset < self._hash_pos:
             self._hash_valid = False
 
