@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.support import Daemon, require_tool, sftp_batch, ssh_options
+from tests.support import PASSWORD, Daemon, require_tool, sftp_batch, ssh_options
 
 
 def _random_file(path: Path, size: int) -> Path:
@@ -95,3 +95,25 @@ class TestOpenSSHScp:
         self._scp(alice, client_key, "-r", str(tree), "alice@127.0.0.1:")
         self._scp(alice, client_key, "-r", "alice@127.0.0.1:t", str(tmp_path / "back"))
         assert (tmp_path / "back" / "in" / "x").read_bytes() == (tree / "in" / "x").read_bytes()
+
+
+class TestOpenSSHPasswordLogin:
+    def test_password_login(self, alice: Daemon, tmp_path: Path) -> None:
+        """The sftp binary logs in with a password (given through SSH_ASKPASS) and transfers a file."""
+        require_tool("sftp")
+        askpass = tmp_path / "askpass"
+        askpass.write_text(f"#!/bin/sh\necho '{PASSWORD}'\n")
+        askpass.chmod(0o700)
+        src = _random_file(tmp_path / "p.bin", 123_457)
+        env = {**os.environ, "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}
+        options = ssh_options(alice.port)
+        at = options.index("BatchMode=yes")
+        del options[at - 1:at + 1]  # batch mode forbids asking for a password
+        result = subprocess.run(
+            ["sftp", *options, "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password",
+             "alice@127.0.0.1"],
+            input=f"put {src} p.bin\nget p.bin {tmp_path / 'back.bin'}\nbye\n", capture_output=True, text=True,
+            env=env, timeout=120, start_new_session=True)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+        alice.wait_event("auth.login", user="alice", method="password", outcome="ok")
