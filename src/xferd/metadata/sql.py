@@ -104,6 +104,18 @@ def _add_entry(conn: Conn, tenant_id: int, parent: int, name: str, ino: int, now
     _touch(conn, tenant_id, parent, now)
 
 
+def _create_entry(conn: Conn, tenant_id: int, parent: int, name: str, kind: str, mode: int, owner: int | None,
+                  size: int = 0, target: str | None = None) -> Inode:
+    """A new directory or symbolic link named ``name`` in ``parent``, which must not have that name."""
+    _require_dir(conn, tenant_id, parent)
+    if _lookup(conn, tenant_id, parent, name) is not None:
+        raise AlreadyExists()
+    now = time.time()
+    made = _new_inode(conn, tenant_id, kind, mode, now, owner, size=size, target=target)
+    _add_entry(conn, tenant_id, parent, name, made.ino, now)
+    return made
+
+
 def _touch(conn: Conn, tenant_id: int, ino: int, now: float) -> None:
     conn.execute("UPDATE inodes SET mtime = ?, ctime = ? WHERE tenant_id = ? AND ino = ?",
                  (now, now, tenant_id, ino))
@@ -441,27 +453,11 @@ class SqlMetadataStore:
         return await self.db.read(work)
 
     async def mkdir(self, tenant_id: int, parent: int, name: str, mode: int, owner: int | None) -> Inode:
-        def work(conn: Conn) -> Inode:
-            _require_dir(conn, tenant_id, parent)
-            if _lookup(conn, tenant_id, parent, name) is not None:
-                raise AlreadyExists()
-            now = time.time()
-            made = _new_inode(conn, tenant_id, "dir", mode, now, owner)
-            _add_entry(conn, tenant_id, parent, name, made.ino, now)
-            return made
-        return await self.db.write(work)
+        return await self.db.write(lambda conn: _create_entry(conn, tenant_id, parent, name, "dir", mode, owner))
 
     async def symlink(self, tenant_id: int, parent: int, name: str, target: str, owner: int | None) -> Inode:
-        def work(conn: Conn) -> Inode:
-            _require_dir(conn, tenant_id, parent)
-            if _lookup(conn, tenant_id, parent, name) is not None:
-                raise AlreadyExists()
-            now = time.time()
-            made = _new_inode(conn, tenant_id, "symlink", 0o777, now, owner, size=len(target.encode()),
-                              target=target)
-            _add_entry(conn, tenant_id, parent, name, made.ino, now)
-            return made
-        return await self.db.write(work)
+        return await self.db.write(lambda conn: _create_entry(conn, tenant_id, parent, name, "symlink", 0o777, owner,
+                                                              size=len(target.encode()), target=target))
 
     async def link(self, tenant_id: int, ino: int, parent: int, name: str) -> Inode:
         def work(conn: Conn) -> Inode:
