@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -117,3 +118,36 @@ class TestOpenSSHPasswordLogin:
         assert result.returncode == 0, result.stderr
         assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
         alice.wait_event("auth.login", user="alice", method="password", outcome="ok")
+
+
+class TestChecksumCommands:
+    def _ssh(self, daemon: Daemon, key: Path, command: str) -> subprocess.CompletedProcess[str]:
+        require_tool("ssh")
+        options = ["-p" if o == "-P" else o for o in ssh_options(daemon.port)]
+        return subprocess.run(["ssh", "-i", str(key), *options, "alice@127.0.0.1", command],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    def test_md5sum_and_sha256sum_answer_from_stored_sums(self, alice: Daemon, client_key: Path,
+                                                          tmp_path: Path) -> None:
+        """md5sum and sha256sum over exec print coreutils-style lines for the uploaded bytes."""
+        src = _random_file(tmp_path / "f", 200_001)
+        sftp_batch(alice, client_key, f"mkdir 'a dir'\nput {src} 'a dir/f'")
+        for tool, algorithm in (("md5sum", "md5"), ("sha256sum", "sha256"), ("sha1sum", "sha1")):
+            result = self._ssh(alice, client_key, f"{tool} a\\ dir/f")
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == f"{hashlib.new(algorithm, src.read_bytes()).hexdigest()}  a dir/f\n"
+
+    def test_missing_file_and_probe(self, alice: Daemon, client_key: Path) -> None:
+        """A missing path exits 1 with an error; no path hashes the (empty) input, as rclone's probe expects."""
+        missing = self._ssh(alice, client_key, "md5sum nope")
+        assert missing.returncode == 1
+        assert "nope" in missing.stderr
+        probe = self._ssh(alice, client_key, "md5sum")
+        assert probe.stdout == f"{hashlib.md5(b'').hexdigest()}  -\n"
+
+    def test_other_commands_are_refused(self, alice: Daemon, client_key: Path) -> None:
+        """Anything else, a shell included, is refused."""
+        for command in ("ls", "sh -c id", "md5sum --help", "cat /etc/passwd"):
+            result = self._ssh(alice, client_key, command)
+            assert result.returncode != 0, command
+            assert result.stdout == "", command

@@ -174,12 +174,21 @@ class TestRcloneMove:
 class TestRcloneHashes:
     @pytest.mark.parametrize("algorithm", ["md5", "sha1"])
     def test_hashsum(self, rclone: Rclone, tree: Path, algorithm: str) -> None:
-        """Where rclone gets remote hashes at all, hashsum matches the local sums."""
+        """rclone finds remote hashing (md5sum/sha1sum over exec) and its sums match the local ones."""
         features = json.loads(rclone.run("backend", "features", f"{REMOTE}:").stdout)
-        if algorithm not in features.get("Hashes", []):
-            pytest.skip(f"rclone has no remote {algorithm}: it runs {algorithm}sum over ssh exec, "
-                        "which xferd refuses")
+        assert algorithm in features.get("Hashes", [])
         rclone.run("copy", str(tree), f"{REMOTE}:up")
         remote = rclone.run("hashsum", algorithm, f"{REMOTE}:up").stdout
         local = rclone.run("hashsum", algorithm, str(tree)).stdout
         assert sorted(local.splitlines()) == sorted(remote.splitlines())
+
+    def test_check_compares_by_hash(self, rclone: Rclone, tree: Path) -> None:
+        """rclone check reports a file whose content differs even when its size is the same."""
+        rclone.run("copy", str(tree), f"{REMOTE}:up")
+        victim = next(p for p in sorted(tree.rglob("*")) if p.is_file() and p.stat().st_size > 0)
+        data = bytearray(victim.read_bytes())
+        data[0] ^= 0xFF
+        victim.write_bytes(bytes(data))
+        result = rclone.run("check", str(tree), f"{REMOTE}:up", check=False)
+        assert result.returncode != 0
+        assert "1 differences found" in result.stderr

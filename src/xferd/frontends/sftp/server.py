@@ -1,6 +1,7 @@
 """The SFTP frontend: SSH listeners, logins through the shared auth module, one SFTP session per channel.
 
-Only the ``sftp`` subsystem is served: no shell, no exec, no forwarding. A connection that sends
+The ``sftp`` subsystem is served, and, over exec, only the checksum commands rclone uses to compare
+files (:mod:`.commands`): no shell, no other command, no forwarding. A connection that sends
 nothing for ``sftp.idle_timeout`` seconds is closed; a user may hold ``sftp.max_sessions_per_user``
 connections at once.
 """
@@ -24,6 +25,7 @@ from xferd import __version__
 from xferd.auth import Authenticator
 from xferd.config import SftpConfig
 from xferd.frontends.sftp.adapter import VfsSFTPServer
+from xferd.frontends.sftp.commands import is_checksum_command, run_checksum_command
 from xferd.frontends.sftp.handler import XferdSFTPHandler
 from xferd.metadata.models import Login
 from xferd.vfs.filesystem import VirtualFS
@@ -147,7 +149,7 @@ class SftpSession(SSHServerStreamSession[bytes]):
         return False
 
     def exec_requested(self, command: str) -> bool:
-        return False
+        return is_checksum_command(command)
 
     def subsystem_requested(self, subsystem: str) -> bool:
         return subsystem == "sftp"
@@ -160,7 +162,26 @@ class SftpSession(SSHServerStreamSession[bytes]):
         stdin: SSHReader[bytes] = SSHReader(self, chan)
         stdout: SSHWriter[bytes] = SSHWriter(self, chan)
         assert self._conn is not None
+        command = chan.get_command()
+        if command:
+            stderr: SSHWriter[bytes] = SSHWriter(self, chan, asyncssh.EXTENDED_DATA_STDERR)
+            self._conn.create_task(self._exec(chan, command, stdin, stdout, stderr), stdin.logger)
+            return
         self._conn.create_task(self._serve(chan, stdin, stdout), stdin.logger)
+
+    async def _exec(self, chan: Any, command: str, stdin: SSHReader[bytes], stdout: SSHWriter[bytes],
+                    stderr: SSHWriter[bytes]) -> None:
+        c = self.connection
+        assert c.login is not None
+        status = 1
+        try:
+            session = await c.frontend.vfs.open_session(c.login, "ssh", c.remote)
+            c.touch()
+            status = await run_checksum_command(c.frontend.vfs, session, command, stdin, stdout, stderr)
+        except OSError as exc:
+            stderr.write(f"xferd: {exc.strerror or exc}\n".encode())
+        finally:
+            chan.exit(status)
 
     async def _serve(self, chan: Any, stdin: SSHReader[bytes], stdout: SSHWriter[bytes]) -> None:
         c = self.connection
