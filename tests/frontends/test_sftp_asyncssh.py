@@ -197,19 +197,19 @@ class TestCheckFile:
         """'md5' alone is answered with the MD5 of the uploaded bytes."""
         data = os.urandom(100_000)
         await put(sftp, "f", data)
-        assert ("md5", hashlib.md5(data).digest()) == await check_file(sftp, "f", "md5")  # noqa: S324
+        assert ("md5", hashlib.md5(data).digest()) == await check_file(sftp, "f", "md5")
 
     async def test_first_supported_algorithm_wins(self, sftp: asyncssh.SFTPClient) -> None:
         """Unknown names in the list are skipped; the first stored one is used."""
         await put(sftp, "f", b"abc")
-        assert ("md5", hashlib.md5(b"abc").digest()) == await check_file(  # noqa: S324
+        assert ("md5", hashlib.md5(b"abc").digest()) == await check_file(
             sftp, "f", "whirlpool,md5,sha256")
 
     async def test_sha1_is_computed(self, sftp: asyncssh.SFTPClient) -> None:
         """An algorithm not stored at upload (sha1) is computed from the content."""
         data = os.urandom(1_500_000)
         await put(sftp, "f", data)
-        assert ("sha1", hashlib.sha1(data).digest()) == await check_file(sftp, "f", "sha1")  # noqa: S324
+        assert ("sha1", hashlib.sha1(data).digest()) == await check_file(sftp, "f", "sha1")
 
     async def test_sha512_is_computed(self, sftp: asyncssh.SFTPClient) -> None:
         """sha512 is computed too."""
@@ -228,7 +228,7 @@ class TestCheckFile:
         """An offset with length 0 hashes from the offset to the end of the file."""
         data = os.urandom(300_000)
         await put(sftp, "f", data)
-        assert ("md5", hashlib.md5(data[7:]).digest()) == await check_file(  # noqa: S324
+        assert ("md5", hashlib.md5(data[7:]).digest()) == await check_file(
             sftp, "f", "md5", offset=7)
 
     async def test_blocks(self, sftp: asyncssh.SFTPClient) -> None:
@@ -279,7 +279,7 @@ class TestCheckFile:
     async def _assert_sums(sftp: asyncssh.SFTPClient, path: str, data: bytes) -> None:
         assert data == await get(sftp, path)
         assert ("sha256", hashlib.sha256(data).digest()) == await check_file(sftp, path, "sha256")
-        assert ("md5", hashlib.md5(data).digest()) == await check_file(sftp, path, "md5")  # noqa: S324
+        assert ("md5", hashlib.md5(data).digest()) == await check_file(sftp, path, "md5")
 
     async def test_unsupported_algorithm(self, sftp: asyncssh.SFTPClient) -> None:
         """A list of only unknown algorithms is refused as unsupported."""
@@ -300,7 +300,7 @@ class TestCheckFile:
             kind, packet = await extended(sftp, b"check-file-handle", String(f.handle), String("sha1"),
                                           UInt64(0), UInt64(0), UInt32(0))
         assert (FXP_EXTENDED_REPLY, b"check-file", b"sha1") == (kind, packet.get_string(), packet.get_string())
-        assert hashlib.sha1(data).digest() == packet.get_remaining_payload()  # noqa: S324
+        assert hashlib.sha1(data).digest() == packet.get_remaining_payload()
 
 
 class TestSpaceAvailable:
