@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,3 +34,20 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 def alice(daemon: Daemon, client_key: Path) -> Daemon:
     daemon.add_user("alice", PASSWORD, client_key.with_suffix(".pub"))
     return daemon
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start daemons with extra config sections (``make_daemon(ftp={"allow_active": True})``);
+    each is stopped at the end of the test, also when it fails."""
+    started: list[Daemon] = []
+
+    def make(**sections: Any) -> Daemon:
+        d = Daemon(tmp_path / f"daemon{len(started)}", **sections)
+        started.append(d)
+        return d.start()
+
+    yield make
+    for d in started:
+        if d.proc is not None:
+            d.stop()

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import ftplib
 import json
 import os
 import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -33,18 +35,33 @@ def require_tool(*names: str) -> None:
     pytest.skip(message)
 
 
-def free_port() -> int:
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(taken: set[int] | None = None) -> int:
     """A free TCP port below 32768 (the kernel hands out client ports from 32768 up)."""
     for _ in range(200):
         port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if (taken is None or port not in taken) and _bindable(port):
             return port
     raise RuntimeError("no free port found")
+
+
+def free_port_range(count: int, taken: set[int]) -> tuple[int, int]:
+    """``count`` consecutive free ports (an FTP passive range), avoiding ``taken``."""
+    for _ in range(200):
+        low = random.randrange(20000, 32000 - count)
+        ports = range(low, low + count)
+        if not taken.intersection(ports) and all(_bindable(p) for p in ports):
+            return low, low + count - 1
+    raise RuntimeError("no free port range found")
 
 
 def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
@@ -127,11 +144,17 @@ class Daemon:
         self.root = root
         self.data_dir = root / "data"
         self.port = free_port()
+        self.ftp_port = free_port({self.port})
+        self.ftps_port = free_port({self.port, self.ftp_port})
+        self.passive_ports = free_port_range(20, {self.port, self.ftp_port, self.ftps_port})
         self.config_path = root / "xferd.toml"
         base: dict[str, Any] = {
             "data_dir": str(self.data_dir),
             "log": {"format": "json", "level": "info"},
             "sftp": {"addresses": ["127.0.0.1"], "port": self.port},
+            # Loopback listeners: TLS is offered, not required (require_tls "auto").
+            "ftp": {"addresses": ["127.0.0.1"], "port": self.ftp_port, "implicit_tls_port": self.ftps_port,
+                    "passive_ports": "{}-{}".format(*self.passive_ports)},
             "gc": {"interval": 3600.0},
             "daemon": {"shutdown_grace": 10.0},
         }
@@ -155,6 +178,8 @@ class Daemon:
         log.close()
         if wait:
             wait_for_port(self.port, proc=self.proc)
+            if self.sections["ftp"].get("enabled", True):
+                wait_for_port(self.ftp_port, proc=self.proc)
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
@@ -259,4 +284,66 @@ def paramiko_sftp(daemon: Daemon, user: str = "alice", password: str | None = PA
     transport.connect(username=user, password=None if pkey else password, pkey=pkey)
     client = paramiko.SFTPClient.from_transport(transport)
     assert client is not None
+    return client
+
+
+# -- FTP ------------------------------------------------------------------------------------------
+
+FtpMode = Literal["plain", "explicit", "implicit"]
+
+
+class ReusingFTP_TLS(ftplib.FTP_TLS):
+    """ftplib's FTP_TLS resumes the control connection's TLS session on data connections (as lftp,
+    curl and rclone do). Stock ftplib does not, so servers that require reuse refuse its transfers."""
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+
+
+class ImplicitFTP_TLS(ReusingFTP_TLS):
+    """Implicit FTPS: TLS from the first byte, on its own port."""
+
+    def connect(self, host: str = "", port: int = 0, timeout: float = -999,
+                source_address: tuple[str, int] | None = None) -> str:
+        self.host, self.port = host, port
+        raw = socket.create_connection((host, port), timeout if timeout != -999 else None)
+        self.sock = self.context.wrap_socket(raw, server_hostname=host)
+        self.af = self.sock.family
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        return self.welcome
+
+
+def tls_context() -> ssl.SSLContext:
+    """A client context that accepts the daemon's self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def ftp_connect(daemon: Daemon, mode: FtpMode = "plain", reuse: bool = True) -> ftplib.FTP:
+    """An ftplib client connected (not logged in): plain, explicit TLS (AUTH TLS) or implicit TLS."""
+    if mode == "implicit":
+        client: ftplib.FTP = ImplicitFTP_TLS(context=tls_context())
+        client.connect("127.0.0.1", daemon.ftps_port, timeout=30)
+        return client
+    if mode == "explicit":
+        client = (ReusingFTP_TLS if reuse else ftplib.FTP_TLS)(context=tls_context())
+    else:
+        client = ftplib.FTP()
+    client.connect("127.0.0.1", daemon.ftp_port, timeout=30)
+    return client
+
+
+def ftp_login(daemon: Daemon, user: str = "alice", password: str = PASSWORD, mode: FtpMode = "plain",
+              reuse: bool = True) -> ftplib.FTP:
+    """An ftplib client logged in to ``daemon``, with protected data connections over TLS."""
+    client = ftp_connect(daemon, mode, reuse)
+    client.login(user, password)
+    if isinstance(client, ftplib.FTP_TLS):
+        client.prot_p()
     return client

@@ -10,6 +10,7 @@ that names it. ``XFERD_<SECTION>_<KEY>`` environment variables override keys
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 import tomllib
@@ -26,6 +27,8 @@ StorageKind = Literal["local"]
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 SqliteSync = Literal["full", "normal"]
+TlsRequirement = Literal["auto", "always", "never"]
+TlsVersion = Literal["1.2", "1.3"]
 
 # AES-GCM only: in SSH the client's order wins, and OpenSSH lists chacha20 and then the aes-ctr
 # ciphers before AES-GCM, which cost 1.3-1.8x its CPU in asyncssh (docs/architecture.md). Every
@@ -72,6 +75,54 @@ class SftpConfig:
 
 
 @dataclass(frozen=True)
+class FtpConfig:
+    enabled: bool = True
+    addresses: tuple[str, ...] = ("*",)
+    port: int = 2121
+    implicit_tls_port: int = 2990  # 0: no implicit TLS listener
+    passive_ports: str = "30000-30099"
+    masquerade_address: str = ""  # empty: the address the client connected to
+    masquerade_networks: tuple[str, ...] = ()  # "CIDR=address": clients in CIDR are sent address
+    # Off, as on Files.com: the server would connect out to an address the client names, which fails
+    # behind client-side NAT and is the FTP bounce vector; every current client defaults to passive.
+    allow_active: bool = False
+    tls_cert: str = ""  # empty: a self-signed certificate generated in <data_dir>/tls
+    tls_key: str = ""
+    require_tls: TlsRequirement = "auto"  # auto: required unless the client connected to a loopback address
+    require_tls_session_reuse: bool = True
+    # 1.2: with 1.3, OpenSSL sends session tickets on every data connection; a client that only
+    # uploads never reads them, and its close then resets the connection and drops the upload's
+    # tail (rclone and other Go clients; docs/architecture.md).
+    tls_max_version: TlsVersion = "1.2"
+    max_connections: int = 512
+    max_connections_per_user: int = 16
+    max_connections_per_address: int = 64
+    idle_timeout: float = 900.0
+    data_timeout: float = 300.0
+    banner: str = ""
+    virtual_hosts: tuple[str, ...] = ()  # "host=tenant": the RFC 7151 HOST command selects the tenant
+
+    @property
+    def passive_range(self) -> tuple[int, int]:
+        low, _, high = self.passive_ports.partition("-")
+        return int(low), int(high or low)
+
+    @property
+    def masquerade_map(self) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
+        """(network, advertised address) pairs, in the order given: the first match wins."""
+        out = []
+        for item in self.masquerade_networks:
+            net, _, address = item.partition("=")
+            out.append((ipaddress.ip_network(net.strip(), strict=False), address.strip()))
+        return out
+
+    @property
+    def host_tenants(self) -> dict[str, str]:
+        return {host.strip().lower(): tenant.strip()
+                for host, _, tenant in (item.partition("=") for item in self.virtual_hosts)}
+
+
+@dataclass(frozen=True)
 class TransferConfig:
     max_buffered_bytes: int = 8 * 1024 * 1024
 
@@ -96,6 +147,7 @@ class Config:
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     sftp: SftpConfig = field(default_factory=SftpConfig)
+    ftp: FtpConfig = field(default_factory=FtpConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     gc: GcConfig = field(default_factory=GcConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
@@ -115,6 +167,10 @@ class Config:
     @property
     def host_key_dir(self) -> Path:
         return self.data_path / "host_keys"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_path / "tls"
 
     @property
     def node_id(self) -> str:
@@ -234,6 +290,7 @@ def _check_values(config: Config, problems: list[str]) -> None:
     for key in ("idle_timeout", "login_timeout"):
         if getattr(config.sftp, key) <= 0:
             problems.append(f"sftp.{key}: must be positive")
+    _check_ftp(config.ftp, problems)
     for key in ("interval", "grace", "pending_max_age"):
         if getattr(config.gc, key) < 0:
             problems.append(f"gc.{key}: must not be negative")
@@ -241,6 +298,53 @@ def _check_values(config: Config, problems: list[str]) -> None:
         problems.append("daemon.shutdown_grace: must not be negative")
     if config.transfer.max_buffered_bytes < 1024 * 1024:
         problems.append("transfer.max_buffered_bytes: must be at least 1048576")
+
+
+def _check_ftp(ftp: FtpConfig, problems: list[str]) -> None:
+    if not 0 < ftp.port < 65536:
+        problems.append(f"ftp.port: must be between 1 and 65535, not {ftp.port}")
+    if not 0 <= ftp.implicit_tls_port < 65536:
+        problems.append(f"ftp.implicit_tls_port: must be 0 (none) or a port, not {ftp.implicit_tls_port}")
+    elif ftp.implicit_tls_port == ftp.port:
+        problems.append("ftp.implicit_tls_port: must differ from ftp.port")
+    try:
+        low, high = ftp.passive_range
+        if not 1024 <= low <= high < 65536:
+            raise ValueError
+    except ValueError:
+        problems.append(f"ftp.passive_ports: must be 'LOW-HIGH' with 1024 <= LOW <= HIGH <= 65535, "
+                        f"not {ftp.passive_ports!r}")
+    if ftp.masquerade_address and not _is_ipv4(ftp.masquerade_address):
+        problems.append(f"ftp.masquerade_address: must be an IPv4 address (PASV can only name one), "
+                        f"not {ftp.masquerade_address!r}")
+    for item in ftp.masquerade_networks:
+        net, sep, address = item.partition("=")
+        try:
+            ipaddress.ip_network(net.strip(), strict=False)
+            valid = bool(sep) and _is_ipv4(address.strip())
+        except ValueError:
+            valid = False
+        if not valid:
+            problems.append(f"ftp.masquerade_networks: {item!r} is not 'CIDR=IPv4-address'")
+    for item in ftp.virtual_hosts:
+        host, sep, tenant = item.partition("=")
+        if not (sep and host.strip() and tenant.strip()):
+            problems.append(f"ftp.virtual_hosts: {item!r} is not 'host=tenant'")
+    if bool(ftp.tls_cert) != bool(ftp.tls_key):
+        problems.append("ftp.tls_cert and ftp.tls_key: set both, or neither for a generated certificate")
+    for key in ("max_connections", "max_connections_per_user", "max_connections_per_address"):
+        if getattr(ftp, key) < 1:
+            problems.append(f"ftp.{key}: must be at least 1")
+    for key in ("idle_timeout", "data_timeout"):
+        if getattr(ftp, key) <= 0:
+            problems.append(f"ftp.{key}: must be positive")
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv4Address)
+    except ValueError:
+        return False
 
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str], problems: list[str]) -> None:

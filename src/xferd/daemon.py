@@ -26,6 +26,9 @@ import structlog
 from xferd import __version__
 from xferd.auth import DEFAULT_TENANT, Authenticator
 from xferd.config import Config
+from xferd.frontends.bridge import Bridge
+from xferd.frontends.ftp import tls
+from xferd.frontends.ftp.server import FtpFrontend
 from xferd.frontends.sftp.server import SftpFrontend, load_host_keys
 from xferd.metadata.database import SqliteDatabase
 from xferd.metadata.sql import SqlMetadataStore
@@ -80,10 +83,13 @@ class Daemon:
         self.audit: AuditSink | None = None
         self.vfs: VirtualFS | None = None
         self.sftp: SftpFrontend | None = None
+        self.ftp: FtpFrontend | None = None
+        self.bridge: Bridge | None = None
         self.collector: Collector | None = None
         self._gc_task: asyncio.Task[None] | None = None
         self._lock_fd: int | None = None
         self.host_key_fingerprints: list[str] = []
+        self.tls_fingerprint = ""
 
     async def startup(self) -> list[Listening]:
         config = self.config
@@ -120,11 +126,45 @@ class Daemon:
                 raise StartupError(f"cannot listen for SFTP on port {config.sftp.port}: {exc.strerror or exc}") \
                     from exc
             listening += [Listening("sftp", host, port) for host, port in self.sftp.addresses]
+        if config.ftp.enabled:
+            try:
+                await self._start_ftp(auth)
+            except StartupError:
+                await self._stop_frontends()
+                await self._close_stores()
+                raise
+            assert self.ftp is not None
+            listening += [Listening(kind, host, port) for kind, host, port in self.ftp.addresses]
         await self.collector.reclaim_crashed_uploads()
         self._gc_task = asyncio.get_running_loop().create_task(self.collector.run_forever(), name="xferd-gc")
         log.info("daemon.started", version=__version__, node=self.owner,
                  listening=[f"{x.protocol}://{x.host}:{x.port}" for x in listening])
         return listening
+
+    async def _start_ftp(self, auth: Authenticator) -> None:
+        ftp = self.config.ftp
+        try:
+            files = tls.load_or_create(ftp, self.config.tls_dir)
+            context = tls.make_context(files, ftp.tls_max_version)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"cannot load the FTPS certificate: {exc}") from exc
+        self.tls_fingerprint = files.fingerprint
+        assert self.vfs is not None
+        self.bridge = Bridge(asyncio.get_running_loop(), timeout=ftp.data_timeout)
+        self.ftp = FtpFrontend(ftp, self.vfs, auth, self.bridge, context)
+        try:
+            await self.ftp.start()
+        except OSError as exc:
+            port = getattr(exc, "port", ftp.port)
+            raise StartupError(f"cannot listen for FTP on port {port}: {exc.strerror or exc}") from exc
+
+    async def _stop_frontends(self) -> None:
+        if self.sftp is not None:
+            await self.sftp.stop_accepting()
+            await self.sftp.close_all()
+        if self.ftp is not None:
+            await self.ftp.stop_accepting()
+            await self.ftp.close_all()
 
     async def serve(self) -> None:
         await self.stop_event.wait()
@@ -134,6 +174,8 @@ class Daemon:
         log.info("daemon.stopping", open_transfers=len(self.vfs.open_transfers) if self.vfs else 0)
         if self.sftp is not None:
             await self.sftp.stop_accepting()
+        if self.ftp is not None:
+            await self.ftp.stop_accepting()
         if self.vfs is not None and self.vfs.open_transfers:
             try:
                 await asyncio.wait_for(self.vfs.transfers_idle.wait(), self.config.daemon.shutdown_grace)
@@ -141,6 +183,8 @@ class Daemon:
                 log.warning("daemon.grace_expired", open_transfers=len(self.vfs.open_transfers))
         if self.sftp is not None:
             await self.sftp.close_all()
+        if self.ftp is not None:
+            await self.ftp.close_all()
         if self._gc_task is not None:
             self._gc_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,6 +193,8 @@ class Daemon:
         log.info("daemon.stopped")
 
     async def _close_stores(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
         if self.audit is not None:
             await self.audit.close()
         if self.storage is not None:
@@ -197,6 +243,8 @@ class Daemon:
             print(f"  {x.protocol} listening on {x.host}:{x.port}", flush=True)
         for fp in self.host_key_fingerprints:
             print(f"  host key {fp}", flush=True)
+        if self.tls_fingerprint:
+            print(f"  FTPS certificate SHA256 {self.tls_fingerprint}", flush=True)
         assert self.md is not None
         if not await self.md.list_users():
             print("No users yet. Create one (the daemon may keep running):\n"

@@ -231,3 +231,51 @@ class TestEnvironment:
     def test_other_variables_are_ignored(self) -> None:
         """Variables without the XFERD_ prefix do not matter."""
         assert Config() == load(None, {"HOME": "/root", "SFTP_PORT": "1", "xferd_sftp_port": "1"})
+
+
+class TestFtpSection:
+    def test_defaults(self, tmp_path: Path) -> None:
+        """The embedded default serves explicit FTPS on 2121, implicit on 2990, passive 30000-30099,
+        TLS 1.2 with session reuse required, and no active mode."""
+        ftp = default_config(tmp_path).ftp
+        assert (2121, 2990, (30000, 30099), "auto", "1.2", True, False) == (
+            ftp.port, ftp.implicit_tls_port, ftp.passive_range, ftp.require_tls, ftp.tls_max_version,
+            ftp.require_tls_session_reuse, ftp.allow_active)
+
+    def test_parsed_lists(self, tmp_path: Path) -> None:
+        """Per-network addresses keep their order; virtual host names are matched without case."""
+        ftp = default_config(tmp_path, ftp={"masquerade_networks": ["10.0.0.0/8=10.1.1.1", "0.0.0.0/0=192.0.2.9"],
+                                            "virtual_hosts": ["Files.Acme.test=acme"]}).ftp
+        assert [("10.0.0.0/8", "10.1.1.1"), ("0.0.0.0/0", "192.0.2.9")] == [
+            (str(net), address) for net, address in ftp.masquerade_map]
+        assert {"files.acme.test": "acme"} == ftp.host_tenants
+
+    @pytest.mark.parametrize(("values", "key"), [
+        ({"passive_ports": "a-b"}, "ftp.passive_ports"),
+        ({"passive_ports": "80-90"}, "ftp.passive_ports"),
+        ({"passive_ports": "31000-30000"}, "ftp.passive_ports"),
+        ({"implicit_tls_port": 2121}, "ftp.implicit_tls_port"),
+        ({"implicit_tls_port": 70000}, "ftp.implicit_tls_port"),
+        ({"port": 0}, "ftp.port"),
+        ({"masquerade_address": "ftp.example.com"}, "ftp.masquerade_address"),
+        ({"masquerade_address": "2001:db8::1"}, "ftp.masquerade_address"),
+        ({"masquerade_networks": ["10.0.0.0/8"]}, "ftp.masquerade_networks"),
+        ({"masquerade_networks": ["not-a-net=10.1.1.1"]}, "ftp.masquerade_networks"),
+        ({"virtual_hosts": ["acme"]}, "ftp.virtual_hosts"),
+        ({"tls_cert": "/etc/cert.pem"}, "ftp.tls_cert"),
+        ({"max_connections_per_user": 0}, "ftp.max_connections_per_user"),
+        ({"data_timeout": 0}, "ftp.data_timeout"),
+        ({"require_tls": "sometimes"}, "ftp.require_tls"),
+        ({"tls_max_version": "1.1"}, "ftp.tls_max_version"),
+    ])
+    def test_bad_values_name_the_key(self, values: dict[str, Any], key: str) -> None:
+        """Each bad FTP value is refused with the key's name."""
+        assert any(p.startswith(key) for p in problems({"ftp": values}))
+
+    def test_environment(self) -> None:
+        """XFERD_FTP_* variables set FTP keys; lists are comma-separated."""
+        config = load(None, {"XFERD_FTP_PASSIVE_PORTS": "31000-31010",
+                             "XFERD_FTP_MASQUERADE_NETWORKS": "10.0.0.0/8=10.1.1.1,0.0.0.0/0=192.0.2.9",
+                             "XFERD_FTP_ALLOW_ACTIVE": "yes"})
+        assert ((31000, 31010), 2, True) == (config.ftp.passive_range, len(config.ftp.masquerade_networks),
+                                             config.ftp.allow_active)

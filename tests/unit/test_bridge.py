@@ -1,0 +1,110 @@
+"""xferd.frontends.bridge: a synchronous thread's one way onto the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+import structlog
+
+from xferd.errors import StorageError
+from xferd.frontends.bridge import Bridge
+from xferd.metadata.models import Quota, Tenant, User
+from xferd.vfs.policy import Policy
+from xferd.vfs.session import Session
+
+
+def _session() -> Session:
+    user = User(7, Tenant(1, "acme", 1), "alice", None, False, "/alice", Quota().bytes, Quota().files)
+    return Session(user, Policy(()), "ftp", "192.0.2.1", 1)
+
+
+async def _in_thread(fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+@pytest.fixture
+async def bridge() -> Any:
+    b = Bridge(asyncio.get_running_loop(), timeout=5.0)
+    yield b
+    b.close()
+
+
+class TestCall:
+    async def test_runs_on_the_loop_and_returns(self, bridge: Bridge) -> None:
+        """A coroutine called from a thread runs on the loop's thread and its result comes back."""
+        loop_thread = threading.get_ident()
+
+        async def where(x: int) -> tuple[int, int]:
+            return threading.get_ident(), x * 2
+
+        ran_on, doubled = await _in_thread(bridge.call, where, 21)
+        assert (loop_thread, 42) == (ran_on, doubled)
+
+    async def test_exceptions_cross_unchanged(self, bridge: Bridge) -> None:
+        """The coroutine's exception is raised in the calling thread, as it was."""
+        async def fail() -> None:
+            raise FileNotFoundError(2, "No such file or directory")
+
+        with pytest.raises(FileNotFoundError):
+            await _in_thread(bridge.call, fail)
+
+    async def test_refused_on_the_loop_thread(self, bridge: Bridge) -> None:
+        """Calling from the loop's own thread would wait for itself: it is refused at once."""
+        async def nothing() -> None:
+            return None
+
+        with pytest.raises(RuntimeError, match="event loop"):
+            bridge.call(nothing)
+
+    async def test_timeout_is_a_storage_error_and_cancels(self, bridge: Bridge) -> None:
+        """A hop that outlives its timeout raises StorageError (EIO) and the coroutine is cancelled."""
+        cancelled = asyncio.Event()
+
+        async def stall() -> None:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        with pytest.raises(StorageError) as info:
+            await _in_thread(lambda: bridge.call(stall, timeout=0.1))
+        assert 5 == info.value.errno
+        await asyncio.wait_for(cancelled.wait(), 5)
+
+    async def test_session_log_context_is_bound(self, bridge: Bridge) -> None:
+        """Log lines made during a call carry the session's fields, on the loop side too."""
+        session = _session()
+
+        async def log_something(s: Session) -> None:
+            structlog.get_logger("t").info("inside")
+
+        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as entries:
+            await _in_thread(bridge.call, log_something, session)
+        assert {"tenant": "acme", "user": "alice", "protocol": "ftp", "session": session.id} == {
+            k: entries[0][k] for k in ("tenant", "user", "protocol", "session")}
+
+    async def test_no_session_no_context(self, bridge: Bridge) -> None:
+        """Without a session nothing is bound."""
+        async def log_something() -> None:
+            structlog.get_logger("t").info("inside")
+
+        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as entries:
+            await _in_thread(bridge.call, log_something)
+        assert "user" not in entries[0]
+
+
+class TestOtherPaths:
+    async def test_call_soon_runs_on_the_loop(self, bridge: Bridge) -> None:
+        """call_soon runs a plain function on the loop without waiting for it."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        await _in_thread(bridge.call_soon, lambda value: done.set_result(threading.get_ident() + value), 0)
+        assert threading.get_ident() == await asyncio.wait_for(done, 5)
+
+    async def test_run_blocking_uses_its_own_executor(self, bridge: Bridge) -> None:
+        """Blocking work runs in the bridge's threads, never the loop's default executor."""
+        name = await bridge.run_blocking(lambda: threading.current_thread().name)
+        assert name.startswith("xferd-bridge")
