@@ -327,15 +327,18 @@ def tls_context() -> ssl.SSLContext:
 
 def ftp_connect(daemon: Daemon, mode: FtpMode = "plain", reuse: bool = True) -> ftplib.FTP:
     """An ftplib client connected (not logged in): plain, explicit TLS (AUTH TLS) or implicit TLS."""
+    port = daemon.ftps_port if mode == "implicit" else daemon.ftp_port
     if mode == "implicit":
         client: ftplib.FTP = ImplicitFTP_TLS(context=tls_context())
-        client.connect("127.0.0.1", daemon.ftps_port, timeout=30)
-        return client
-    if mode == "explicit":
+    elif mode == "explicit":
         client = (ReusingFTP_TLS if reuse else ftplib.FTP_TLS)(context=tls_context())
     else:
         client = ftplib.FTP()
-    client.connect("127.0.0.1", daemon.ftp_port, timeout=30)
+    try:
+        client.connect("127.0.0.1", port, timeout=30)
+    except BaseException:
+        client.close()  # ftplib keeps the socket of a refused greeting (421) open
+        raise
     return client
 
 
