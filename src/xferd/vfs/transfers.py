@@ -12,8 +12,10 @@ The life of an upload::
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from xferd.errors import NotFound, PermissionDenied, QuotaExceeded, StorageError
@@ -65,14 +67,8 @@ class Upload:
         if self.open_mode.append:
             offset = self.writer.size
         end = offset + len(data)
-        self.changed = True
-        try:
-            if self.allowance is not None and end > self.writer.size and end > self.allowance:
-                raise QuotaExceeded(path=self.path)
+        with self._changing(end):
             await self.writer.write(offset, data)
-        except OSError as exc:
-            self.failed = self.failed or exc
-            raise
         return len(data)
 
     async def read(self, offset: int, size: int) -> bytes:
@@ -81,11 +77,18 @@ class Upload:
         return await self.writer.read(offset, size)
 
     async def truncate(self, size: int) -> None:
+        with self._changing(size):
+            await self.writer.truncate(size)
+
+    @contextlib.contextmanager
+    def _changing(self, end: int) -> Iterator[None]:
+        """Around a change that makes the content ``end`` bytes long (or keeps it shorter): refuse
+        growth past the quota allowance, and remember a failure so that close() aborts."""
         self.changed = True
         try:
-            if self.allowance is not None and size > self.writer.size and size > self.allowance:
+            if self.allowance is not None and end > self.writer.size and end > self.allowance:
                 raise QuotaExceeded(path=self.path)
-            await self.writer.truncate(size)
+            yield
         except OSError as exc:
             self.failed = self.failed or exc
             raise
