@@ -147,6 +147,9 @@ class Daemon:
         self.ftp_port = free_port({self.port})
         self.ftps_port = free_port({self.port, self.ftp_port})
         self.passive_ports = free_port_range(20, {self.port, self.ftp_port, self.ftps_port})
+        taken = {self.port, self.ftp_port, self.ftps_port, *range(self.passive_ports[0], self.passive_ports[1] + 1)}
+        self.dav_port = free_port(taken)
+        self.davs_port = free_port({*taken, self.dav_port})
         self.config_path = root / "xferd.toml"
         base: dict[str, Any] = {
             "data_dir": str(self.data_dir),
@@ -155,6 +158,8 @@ class Daemon:
             # Loopback listeners: TLS is offered, not required (require_tls "auto").
             "ftp": {"addresses": ["127.0.0.1"], "port": self.ftp_port, "implicit_tls_port": self.ftps_port,
                     "passive_ports": "{}-{}".format(*self.passive_ports)},
+            # Loopback clients may use Basic over plain HTTP (require_tls "auto").
+            "webdav": {"addresses": ["127.0.0.1"], "port": self.dav_port, "tls_port": self.davs_port},
             "gc": {"interval": 3600.0},
             "daemon": {"shutdown_grace": 10.0},
         }
@@ -180,7 +185,15 @@ class Daemon:
             wait_for_port(self.port, proc=self.proc)
             if self.sections["ftp"].get("enabled", True):
                 wait_for_port(self.ftp_port, proc=self.proc)
+            if self.sections["webdav"].get("enabled", True):
+                wait_for_port(self.sections["webdav"].get("port") or self.davs_port, proc=self.proc)
         return self
+
+    def dav_url(self, path: str = "/", tls: bool = False) -> str:
+        """The WebDAV URL of ``path`` (already URL-quoted) below the user's home."""
+        if tls:
+            return f"https://127.0.0.1:{self.davs_port}{path}"
+        return f"http://127.0.0.1:{self.dav_port}{path}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.proc is not None

@@ -29,6 +29,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 SqliteSync = Literal["full", "normal"]
 TlsRequirement = Literal["auto", "always", "never"]
 TlsVersion = Literal["1.2", "1.3"]
+AppleFiles = Literal["store", "refuse"]
 
 # AES-GCM only: in SSH the client's order wins, and OpenSSH lists chacha20 and then the aes-ctr
 # ciphers before AES-GCM, which cost 1.3-1.8x its CPU in asyncssh (docs/architecture.md). Every
@@ -123,6 +124,27 @@ class FtpConfig:
 
 
 @dataclass(frozen=True)
+class WebdavConfig:
+    enabled: bool = True
+    addresses: tuple[str, ...] = ("*",)
+    port: int = 8080  # plain HTTP; 0: none
+    tls_port: int = 8443  # HTTPS; 0: none
+    tls_cert: str = ""  # empty: the certificate generated in <data_dir>/tls (shared with FTPS)
+    tls_key: str = ""
+    # Basic authentication sends the password in the clear: over plain HTTP it is refused unless the
+    # client is on a loopback address ("auto"), always ("always") or never ("never").
+    require_tls: TlsRequirement = "auto"
+    threads: int = 32  # worker threads: requests served at once
+    block_size: int = 1024 * 1024  # bytes per read and write hop (the 8 KiB default costs 2-4x)
+    max_xml_bytes: int = 1024 * 1024  # largest PROPFIND/PROPPATCH/LOCK body; larger gets 413
+    allow_depth_infinity: bool = False  # PROPFIND Depth: infinity (RFC 4918 lets servers refuse it)
+    apple_files: AppleFiles = "store"  # Finder's ._* and .DS_Store: store them, or refuse them cheaply
+    auth_cache_seconds: float = 30.0  # a verified password is trusted this long (argon2 costs ~50 ms)
+    idle_timeout: float = 60.0  # keep-alive connections idle this long are closed
+    realm: str = "xferd"
+
+
+@dataclass(frozen=True)
 class TransferConfig:
     max_buffered_bytes: int = 8 * 1024 * 1024
 
@@ -148,6 +170,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     sftp: SftpConfig = field(default_factory=SftpConfig)
     ftp: FtpConfig = field(default_factory=FtpConfig)
+    webdav: WebdavConfig = field(default_factory=WebdavConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     gc: GcConfig = field(default_factory=GcConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
@@ -291,6 +314,7 @@ def _check_values(config: Config, problems: list[str]) -> None:
         if getattr(config.sftp, key) <= 0:
             problems.append(f"sftp.{key}: must be positive")
     _check_ftp(config.ftp, problems)
+    _check_webdav(config.webdav, problems)
     for key in ("interval", "grace", "pending_max_age"):
         if getattr(config.gc, key) < 0:
             problems.append(f"gc.{key}: must not be negative")
@@ -298,6 +322,27 @@ def _check_values(config: Config, problems: list[str]) -> None:
         problems.append("daemon.shutdown_grace: must not be negative")
     if config.transfer.max_buffered_bytes < 1024 * 1024:
         problems.append("transfer.max_buffered_bytes: must be at least 1048576")
+
+
+def _check_webdav(dav: WebdavConfig, problems: list[str]) -> None:
+    for key in ("port", "tls_port"):
+        if not 0 <= getattr(dav, key) < 65536:
+            problems.append(f"webdav.{key}: must be 0 (none) or a port, not {getattr(dav, key)}")
+    if dav.enabled and dav.port == 0 and dav.tls_port == 0:
+        problems.append("webdav.port and webdav.tls_port: both are 0; set enabled = false instead")
+    if dav.port and dav.port == dav.tls_port:
+        problems.append("webdav.tls_port: must differ from webdav.port")
+    if bool(dav.tls_cert) != bool(dav.tls_key):
+        problems.append("webdav.tls_cert and webdav.tls_key: set both, or neither for a generated certificate")
+    if dav.threads < 1:
+        problems.append("webdav.threads: must be at least 1")
+    if dav.block_size < 65536:
+        problems.append("webdav.block_size: must be at least 65536")
+    if dav.max_xml_bytes < 4096:
+        problems.append("webdav.max_xml_bytes: must be at least 4096")
+    for key in ("auth_cache_seconds", "idle_timeout"):
+        if getattr(dav, key) < 0:
+            problems.append(f"webdav.{key}: must not be negative")
 
 
 def _check_ftp(ftp: FtpConfig, problems: list[str]) -> None:

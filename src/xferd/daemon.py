@@ -26,10 +26,12 @@ import structlog
 from xferd import __version__
 from xferd.auth import DEFAULT_TENANT, Authenticator
 from xferd.config import Config
+from xferd.frontends import certs
 from xferd.frontends.bridge import Bridge
 from xferd.frontends.ftp import tls
 from xferd.frontends.ftp.server import FtpFrontend
 from xferd.frontends.sftp.server import SftpFrontend, load_host_keys
+from xferd.frontends.webdav.server import WebdavFrontend
 from xferd.metadata.database import SqliteDatabase
 from xferd.metadata.sql import SqlMetadataStore
 from xferd.storage.local import LocalBlobStore
@@ -84,6 +86,7 @@ class Daemon:
         self.vfs: VirtualFS | None = None
         self.sftp: SftpFrontend | None = None
         self.ftp: FtpFrontend | None = None
+        self.webdav: WebdavFrontend | None = None
         self.bridge: Bridge | None = None
         self.collector: Collector | None = None
         self._gc_task: asyncio.Task[None] | None = None
@@ -135,6 +138,15 @@ class Daemon:
                 raise
             assert self.ftp is not None
             listening += [Listening(kind, host, port) for kind, host, port in self.ftp.addresses]
+        if config.webdav.enabled:
+            try:
+                await self._start_webdav(auth)
+            except StartupError:
+                await self._stop_frontends()
+                await self._close_stores()
+                raise
+            assert self.webdav is not None
+            listening += [Listening(kind, host, port) for kind, host, port in self.webdav.addresses]
         await self.collector.reclaim_crashed_uploads()
         self._gc_task = asyncio.get_running_loop().create_task(self.collector.run_forever(), name="xferd-gc")
         log.info("daemon.started", version=__version__, node=self.owner,
@@ -144,19 +156,40 @@ class Daemon:
     async def _start_ftp(self, auth: Authenticator) -> None:
         ftp = self.config.ftp
         try:
-            files = tls.load_or_create(ftp, self.config.tls_dir)
+            files = certs.load_or_create(ftp.tls_cert, ftp.tls_key, self.config.tls_dir)
             context = tls.make_context(files, ftp.tls_max_version)
         except (OSError, ValueError) as exc:
             raise StartupError(f"cannot load the FTPS certificate: {exc}") from exc
         self.tls_fingerprint = files.fingerprint
         assert self.vfs is not None
-        self.bridge = Bridge(asyncio.get_running_loop(), timeout=ftp.data_timeout)
-        self.ftp = FtpFrontend(ftp, self.vfs, auth, self.bridge, context)
+        self.ftp = FtpFrontend(ftp, self.vfs, auth, self._bridge(), context)
         try:
             await self.ftp.start()
         except OSError as exc:
             port = getattr(exc, "port", ftp.port)
             raise StartupError(f"cannot listen for FTP on port {port}: {exc.strerror or exc}") from exc
+
+    def _bridge(self) -> Bridge:
+        if self.bridge is None:
+            self.bridge = Bridge(asyncio.get_running_loop(), timeout=self.config.ftp.data_timeout)
+        return self.bridge
+
+    async def _start_webdav(self, auth: Authenticator) -> None:
+        dav = self.config.webdav
+        files = None
+        if dav.tls_port:
+            try:
+                files = certs.load_or_create(dav.tls_cert, dav.tls_key, self.config.tls_dir)
+            except (OSError, ValueError) as exc:
+                raise StartupError(f"cannot load the HTTPS certificate: {exc}") from exc
+            self.tls_fingerprint = self.tls_fingerprint or files.fingerprint
+        assert self.vfs is not None
+        self.webdav = WebdavFrontend(dav, self.vfs, auth, self._bridge(), files, self.config.daemon.shutdown_grace)
+        try:
+            await self.webdav.start()
+        except OSError as exc:
+            port = getattr(exc, "port", dav.port)
+            raise StartupError(f"cannot listen for WebDAV on port {port}: {exc.strerror or exc}") from exc
 
     async def _stop_frontends(self) -> None:
         if self.sftp is not None:
@@ -165,6 +198,8 @@ class Daemon:
         if self.ftp is not None:
             await self.ftp.stop_accepting()
             await self.ftp.close_all()
+        if self.webdav is not None:
+            await self.webdav.close_all()
 
     async def serve(self) -> None:
         await self.stop_event.wait()
@@ -176,6 +211,8 @@ class Daemon:
             await self.sftp.stop_accepting()
         if self.ftp is not None:
             await self.ftp.stop_accepting()
+        if self.webdav is not None:
+            await self.webdav.stop_accepting()
         if self.vfs is not None and self.vfs.open_transfers:
             try:
                 await asyncio.wait_for(self.vfs.transfers_idle.wait(), self.config.daemon.shutdown_grace)
@@ -244,7 +281,7 @@ class Daemon:
         for fp in self.host_key_fingerprints:
             print(f"  host key {fp}", flush=True)
         if self.tls_fingerprint:
-            print(f"  FTPS certificate SHA256 {self.tls_fingerprint}", flush=True)
+            print(f"  TLS certificate (FTPS, HTTPS) SHA256 {self.tls_fingerprint}", flush=True)
         assert self.md is not None
         if not await self.md.list_users():
             print("No users yet. Create one (the daemon may keep running):\n"

@@ -20,7 +20,8 @@ status codes and pyftpdlib answers ``550 <strerror>`` without any per-protocol t
         ├── QuotaExceeded                        EDQUOT
         ├── NoSpace                              ENOSPC
         ├── Unsupported                          EOPNOTSUPP
-        ├── Busy                                 EBUSY (a locked or in-use object)
+        ├── Busy                                 EBUSY (an object in use, such as a file being uploaded)
+        ├── Locked                               EACCES (a WebDAV lock held by another user)
         └── StorageError                         EIO (the metadata or blob store failed)
 """
 
@@ -128,6 +129,14 @@ class Unsupported(FSError):
 class Busy(FSError):
     code = errno.EBUSY
     default_message = "Resource busy"
+
+
+class Locked(FSError, PermissionError):
+    """A lock another user holds covers the path. A PermissionError, so SFTP answers PERMISSION_DENIED
+    and FTP 550; WebDAV answers 423 Locked."""
+
+    code = errno.EACCES
+    default_message = "Locked by another user"
 
 
 class StorageError(FSError):

@@ -59,16 +59,16 @@ class TestStartup:
         text = daemon.wait_text("xferd user add NAME")
         assert f"ftp listening on 127.0.0.1:{daemon.ftp_port}" in text
         assert f"ftps listening on 127.0.0.1:{daemon.ftps_port}" in text
-        cert = (daemon.data_dir / "tls" / "ftp_cert.pem").read_bytes()
-        assert f"FTPS certificate SHA256 {_fingerprint(cert)}" in text
-        assert 0o600 == (daemon.data_dir / "tls" / "ftp_key.pem").stat().st_mode & 0o777
+        cert = (daemon.data_dir / "tls" / "cert.pem").read_bytes()
+        assert f"TLS certificate (FTPS, HTTPS) SHA256 {_fingerprint(cert)}" in text
+        assert 0o600 == (daemon.data_dir / "tls" / "key.pem").stat().st_mode & 0o777
 
     def test_generated_certificate_is_kept(self, daemon: Daemon) -> None:
         """A restart reuses the certificate generated on first start."""
-        first = (daemon.data_dir / "tls" / "ftp_cert.pem").read_bytes()
+        first = (daemon.data_dir / "tls" / "cert.pem").read_bytes()
         daemon.stop()
         daemon.start()
-        assert first == (daemon.data_dir / "tls" / "ftp_cert.pem").read_bytes()
+        assert first == (daemon.data_dir / "tls" / "cert.pem").read_bytes()
 
     def test_configured_certificate(self, tmp_path: Path, make_daemon: Callable[..., Daemon]) -> None:
         """tls_cert and tls_key name the certificate served."""

@@ -9,7 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from xferd.metadata.models import BlobRecord, CommitResult, Inode, Login, NewContent, Quota, Resolved, Tenant, Usage
+from xferd.metadata.models import (
+    BlobRecord,
+    CommitResult,
+    Inode,
+    LockRecord,
+    Login,
+    NewContent,
+    Quota,
+    Resolved,
+    Tenant,
+    Usage,
+)
 
 
 class Accounts(Protocol):
@@ -66,6 +77,8 @@ class BlobLedger(Protocol):
 
     async def abandon_blob(self, blob_id: str) -> None: ...
 
+    async def blob_md5s(self, tenant_id: int, blob_ids: Sequence[str]) -> dict[str, str]: ...
+
     async def mark_stale_pending(self, owner_prefix: str, current_owner: str, older_than: float) -> int: ...
 
     async def garbage(self, changed_before: float, limit: int = 1000) -> list[tuple[str, int]]: ...
@@ -73,5 +86,27 @@ class BlobLedger(Protocol):
     async def forget_blobs(self, blob_ids: Sequence[str]) -> None: ...
 
 
-class MetadataStore(Accounts, Tree, BlobLedger, Protocol):
+class Annotations(Protocol):
+    """WebDAV's state beside the tree: locks by tenant path, dead properties by inode."""
+
+    async def create_lock(self, tenant_id: int, lock: LockRecord) -> None: ...
+
+    async def get_lock(self, tenant_id: int, token: str) -> LockRecord | None: ...
+
+    async def refresh_lock(self, tenant_id: int, token: str, lifetime: float, expire: float) -> LockRecord | None: ...
+
+    async def delete_lock(self, tenant_id: int, token: str) -> bool: ...
+
+    async def locks_near(self, tenant_id: int, path: str, below: bool) -> list[LockRecord]: ...
+
+    async def delete_locks_at(self, tenant_id: int, path: str) -> None: ...
+
+    async def dead_props(self, tenant_id: int, inos: Sequence[int]) -> dict[int, dict[str, str]]: ...
+
+    async def set_dead_props(self, tenant_id: int, ino: int, changes: dict[str, str | None]) -> None: ...
+
+    async def copy_dead_props(self, tenant_id: int, src_ino: int, dst_ino: int) -> None: ...
+
+
+class MetadataStore(Accounts, Tree, BlobLedger, Annotations, Protocol):
     """Everything the VirtualFS needs."""

@@ -182,3 +182,29 @@ class AuditEvent:
     path: str
     outcome: str
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LockRecord:
+    """A WebDAV write lock on a tenant path (and, with depth "infinity", everything below it)."""
+
+    token: str
+    path: str  # tenant-absolute, no trailing slash ("/" for the tenant root)
+    depth: str  # "0" or "infinity"
+    scope: str  # "exclusive" or "shared"
+    owner: str  # the client's <owner> XML, as sent
+    user_id: int
+    principal: str  # the user's name, as WebDAV shows it
+    timeout: float  # seconds, as granted
+    expire: float  # epoch seconds; negative: never
+
+    def live(self, now: float) -> bool:
+        return self.expire < 0 or self.expire > now
+
+    def covers(self, path: str) -> bool:
+        """Whether this lock protects ``path`` itself (not only its membership)."""
+        return path == self.path or (self.depth == "infinity" and _below(self.path, path))
+
+
+def _below(ancestor: str, path: str) -> bool:
+    return ancestor == "/" or path.startswith(ancestor + "/")

@@ -57,6 +57,17 @@ MIGRATIONS: list[list[str]] = [
             outcome TEXT NOT NULL, detail TEXT NOT NULL)""",
         "CREATE INDEX audit_by_ts ON audit (ts)",
     ],
+    # 2: WebDAV locks (by tenant path, so every protocol and node sees them) and dead properties
+    [
+        """CREATE TABLE locks (
+            token TEXT PRIMARY KEY, tenant_id BIGINT NOT NULL, path TEXT NOT NULL, depth TEXT NOT NULL,
+            scope TEXT NOT NULL, owner TEXT NOT NULL, user_id BIGINT NOT NULL, principal TEXT NOT NULL,
+            timeout DOUBLE PRECISION NOT NULL, expire DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX locks_by_path ON locks (tenant_id, path)",
+        """CREATE TABLE dead_props (
+            tenant_id BIGINT NOT NULL, ino BIGINT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, ino, name))""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

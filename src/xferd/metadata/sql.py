@@ -35,6 +35,7 @@ from xferd.metadata.models import (
     CommitResult,
     Grant,
     Inode,
+    LockRecord,
     Login,
     NewContent,
     Perm,
@@ -49,6 +50,7 @@ from xferd.metadata.models import (
 Conn = sqlite3.Connection
 log = structlog.get_logger("xferd.metadata")
 
+LOCK_COLUMNS = "token, path, depth, scope, owner, user_id, principal, timeout, expire"
 INODE_COLUMNS = "ino, kind, size, mode, mtime, atime, ctime, nlink, blob_id, target, owner_id"
 USER_COLUMNS = ("u.id, u.name, u.password_hash, u.disabled, u.home, u.quota_bytes, u.quota_files, "
                 "t.id, t.name, t.root_ino")
@@ -167,6 +169,7 @@ def _drop_inode_link(conn: Conn, tenant_id: int, inode: Inode, now: float) -> li
                      (now, tenant_id, inode.ino))
         return []
     conn.execute("DELETE FROM inodes WHERE tenant_id = ? AND ino = ?", (tenant_id, inode.ino))
+    conn.execute("DELETE FROM dead_props WHERE tenant_id = ? AND ino = ?", (tenant_id, inode.ino))
     if inode.kind == "file":
         _charge(conn, tenant_id, inode.owner_id, -inode.size, -1)
     return _release_blob(conn, inode.blob_id, now)
@@ -658,6 +661,98 @@ class SqlMetadataStore:
     async def usage(self, tenant_id: int, user_id: int) -> Usage:
         return await self.db.lookup(lambda conn: _usage(conn, tenant_id, user_id))
 
+    # -- WebDAV locks and dead properties ------------------------------------------------------------
+
+    async def create_lock(self, tenant_id: int, lock: LockRecord) -> None:
+        def work(conn: Conn) -> None:
+            conn.execute(f"INSERT INTO locks (tenant_id, {LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - only constant column lists are interpolated
+                         (tenant_id, lock.token, lock.path, lock.depth, lock.scope, lock.owner, lock.user_id,
+                          lock.principal, lock.timeout, lock.expire))
+        await self.db.write(work)
+
+    async def get_lock(self, tenant_id: int, token: str) -> LockRecord | None:
+        def work(conn: Conn) -> LockRecord | None:
+            row = conn.execute(f"SELECT {LOCK_COLUMNS} FROM locks WHERE tenant_id = ? AND token = ?",  # noqa: S608 - only constant column lists are interpolated
+                               (tenant_id, token)).fetchone()
+            return LockRecord(*row) if row else None
+        lock = await self.db.lookup(work)
+        return lock if lock is not None and lock.live(time.time()) else None
+
+    async def refresh_lock(self, tenant_id: int, token: str, lifetime: float, expire: float) -> LockRecord | None:
+        def work(conn: Conn) -> LockRecord | None:
+            row = conn.execute(f"UPDATE locks SET timeout = ?, expire = ? WHERE tenant_id = ? AND token = ? "  # noqa: S608 - only constant column lists are interpolated
+                               f"RETURNING {LOCK_COLUMNS}", (lifetime, expire, tenant_id, token)).fetchone()
+            return LockRecord(*row) if row else None
+        return await self.db.write(work)
+
+    async def delete_lock(self, tenant_id: int, token: str) -> bool:
+        def work(conn: Conn) -> bool:
+            return conn.execute("DELETE FROM locks WHERE tenant_id = ? AND token = ?",
+                                (tenant_id, token)).rowcount > 0
+        return await self.db.write(work)
+
+    async def locks_near(self, tenant_id: int, path: str, below: bool) -> list[LockRecord]:
+        """Live locks on ``path`` and each of its ancestors, and with ``below`` on everything under it."""
+        ancestors = ["/"]
+        parts = [p for p in path.split("/") if p]
+        ancestors += ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+        def work(conn: Conn) -> list[LockRecord]:
+            marks = ", ".join("?" * len(ancestors))
+            sql = f"SELECT {LOCK_COLUMNS} FROM locks WHERE tenant_id = ? AND (path IN ({marks})"  # noqa: S608 - only placeholders are interpolated
+            args: list[Any] = [tenant_id, *ancestors]
+            if below:
+                prefix = path.rstrip("/") + "/"
+                sql += " OR (path > ? AND path < ?)"
+                args += [prefix, prefix[:-1] + "0"]  # "0" sorts right after "/"
+            rows = conn.execute(sql + ")", args).fetchall()
+            return [LockRecord(*r) for r in rows]
+        now = time.time()
+        return [lock for lock in await self.db.lookup(work) if lock.live(now)]
+
+    async def delete_locks_at(self, tenant_id: int, path: str) -> None:
+        """Drop the locks on ``path`` and below it (the object is gone or moved away)."""
+        prefix = path.rstrip("/") + "/"
+        await self.db.write(lambda conn: conn.execute(
+            "DELETE FROM locks WHERE tenant_id = ? AND (path = ? OR (path > ? AND path < ?) OR expire BETWEEN 0 AND ?)",
+            (tenant_id, path, prefix, prefix[:-1] + "0", time.time())))
+
+    async def dead_props(self, tenant_id: int, inos: Sequence[int]) -> dict[int, dict[str, str]]:
+        """The dead properties of each inode that has any: {ino: {"{ns}name": xml}}."""
+        def work(conn: Conn) -> dict[int, dict[str, str]]:
+            out: dict[int, dict[str, str]] = {}
+            for start in range(0, len(inos), 500):
+                chunk = list(inos[start:start + 500])
+                marks = ", ".join("?" * len(chunk))
+                for ino, name, value in conn.execute(
+                        f"SELECT ino, name, value FROM dead_props WHERE tenant_id = ? AND ino IN ({marks})",  # noqa: S608 - only placeholders are interpolated
+                        [tenant_id, *chunk]):
+                    out.setdefault(ino, {})[name] = value
+            return out
+        if not inos:
+            return {}
+        return await self.db.lookup(work)
+
+    async def set_dead_props(self, tenant_id: int, ino: int, changes: dict[str, str | None]) -> None:
+        """Set (a value) or remove (None) dead properties of one inode, all or none."""
+        def work(conn: Conn) -> None:
+            for name, value in changes.items():
+                if value is None:
+                    conn.execute("DELETE FROM dead_props WHERE tenant_id = ? AND ino = ? AND name = ?",
+                                 (tenant_id, ino, name))
+                else:
+                    conn.execute("INSERT INTO dead_props (tenant_id, ino, name, value) VALUES (?, ?, ?, ?) "
+                                 "ON CONFLICT (tenant_id, ino, name) DO UPDATE SET value = excluded.value",
+                                 (tenant_id, ino, name, value))
+        await self.db.write(work)
+
+    async def copy_dead_props(self, tenant_id: int, src_ino: int, dst_ino: int) -> None:
+        def work(conn: Conn) -> None:
+            conn.execute("DELETE FROM dead_props WHERE tenant_id = ? AND ino = ?", (tenant_id, dst_ino))
+            conn.execute("INSERT INTO dead_props (tenant_id, ino, name, value) SELECT tenant_id, ?, name, value "
+                         "FROM dead_props WHERE tenant_id = ? AND ino = ?", (dst_ino, tenant_id, src_ino))
+        await self.db.write(work)
+
     # -- blobs ---------------------------------------------------------------------------------------
 
     async def add_pending_blob(self, blob_id: str, tenant_id: int, owner: str) -> None:
@@ -683,6 +778,17 @@ class SqlMetadataStore:
             sums = Checksums(row[3], row[4]) if row[3] else None
             return BlobRecord(row[0], row[1], row[2], sums, row[5], row[6])
         return await self.db.lookup(work)
+
+    async def blob_md5s(self, tenant_id: int, blob_ids: Sequence[str]) -> dict[str, str]:
+        def work(conn: Conn) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for start in range(0, len(blob_ids), 500):
+                chunk = list(blob_ids[start:start + 500])
+                marks = ", ".join("?" * len(chunk))
+                out.update(conn.execute(f"SELECT id, md5 FROM blobs WHERE tenant_id = ? AND md5 IS NOT NULL "  # noqa: S608 - only placeholders are interpolated
+                                        f"AND id IN ({marks})", [tenant_id, *chunk]).fetchall())
+            return out
+        return await self.db.lookup(work) if blob_ids else {}
 
     async def mark_stale_pending(self, owner_prefix: str, current_owner: str, older_than: float) -> int:
         """Pending blobs of an earlier run of this node, or older than ``older_than``, become garbage."""

@@ -12,9 +12,12 @@ points the file at it, in one metadata transaction (see :mod:`xferd.vfs.transfer
 from __future__ import annotations
 
 import asyncio
+import builtins
 import errno
 import functools
 import hashlib
+import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +29,7 @@ from xferd.errors import (
     AlreadyExists,
     InvalidArgument,
     IsADirectory,
+    Locked,
     NotADirectory,
     NotFound,
     PermissionDenied,
@@ -34,7 +38,7 @@ from xferd.errors import (
     Unsupported,
 )
 from xferd.metadata.base import MetadataStore
-from xferd.metadata.models import Checksums, Inode, Login, Perm, Resolved
+from xferd.metadata.models import Checksums, Inode, LockRecord, Login, Perm, Resolved
 from xferd.storage.base import BlobStore
 from xferd.vfs import paths
 from xferd.vfs.audit import AuditSink
@@ -48,6 +52,7 @@ T = TypeVar("T")
 
 EMPTY_SUMS = Checksums(hashlib.sha256(b"").hexdigest(), hashlib.md5(b"").hexdigest())  # noqa: S324
 HASH_CHUNK = 1024 * 1024
+LOCK_TIMEOUT_MAX = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,26 @@ class VirtualFS:
             raise NotFound(path=paths.to_client(r.real))
         return r.inode
 
+    async def _unlocked(self, s: Session, real: Parts, membership: bool = False, below: bool = False
+                        ) -> list[LockRecord]:
+        """Refuse a change at ``real`` that a lock of another user protects: the path itself, and with
+        ``membership`` its parent's list of members, and with ``below`` anything under it (a whole
+        tree that moves or goes). Returns the locks found at and below the path, for clean-up."""
+        where = paths.tenant_path(s.user.home, real)
+        found = await self.md.locks_near(s.tenant.id, where, below)
+        if not found:
+            return []
+        parent = paths.tenant_path(s.user.home, real[:-1])
+        blocking = [lk for lk in found
+                    if lk.covers(where) or (membership and lk.path == parent) or (below and _inside(where, lk.path))]
+        if blocking and all(lk.user_id != s.user.id for lk in blocking):
+            raise Locked(path=paths.to_client(real))
+        return [lk for lk in found if lk.path == where or _inside(where, lk.path)]
+
+    async def _drop_locks(self, s: Session, real: Parts, found: list[LockRecord]) -> None:
+        if found:
+            await self.md.delete_locks_at(s.tenant.id, paths.tenant_path(s.user.home, real))
+
     def track(self, transfer: Upload | Download) -> None:
         self.open_transfers.add(transfer)
         self.transfers_idle.clear()
@@ -236,6 +261,7 @@ class VirtualFS:
         if r.inode is not None:
             raise AlreadyExists(path=paths.to_client(r.real))
         self._require(s, r.real, Perm.MKDIR)
+        await self._unlocked(s, r.real, membership=True)
         assert r.parent is not None
         return await self.md.mkdir(s.tenant.id, r.parent, r.name, mode & 0o7777, s.user.id)
 
@@ -246,8 +272,10 @@ class VirtualFS:
         if inode.kind != "dir":
             raise NotADirectory(path=paths.to_client(r.real))
         self._require(s, r.real, Perm.DELETE)
+        found = await self._unlocked(s, r.real, membership=True)
         assert r.parent is not None
         await self.md.rmdir(s.tenant.id, r.parent, r.name)
+        await self._drop_locks(s, r.real, found)
 
     @audited("fs.remove")
     async def remove(self, s: Session, path: str | bytes) -> None:
@@ -256,8 +284,10 @@ class VirtualFS:
         if inode.kind == "dir":
             raise IsADirectory(path=paths.to_client(r.real))
         self._require(s, r.real, Perm.DELETE)
+        found = await self._unlocked(s, r.real, membership=True)
         assert r.parent is not None
         await self.md.unlink(s.tenant.id, r.parent, r.name)
+        await self._drop_locks(s, r.real, found)
 
     @audited("fs.rename", pair=True)
     async def rename(self, s: Session, src: str | bytes, dst: str | bytes, overwrite: bool = False) -> None:
@@ -280,8 +310,12 @@ class VirtualFS:
             for real in (rs.real, rd.real):
                 if s.policy.has_rules_below(paths.tenant_path(s.user.home, real)):
                     raise PermissionDenied("Directory has permission rules inside it", path=paths.to_client(real))
+        found = await self._unlocked(s, rs.real, membership=True, below=source.kind == "dir")
+        replaced = await self._unlocked(s, rd.real, membership=True, below=rd.inode is not None)
         assert rs.parent is not None and rd.parent is not None
         await self.md.rename(s.tenant.id, rs.parent, rs.name, rd.parent, rd.name, overwrite)
+        await self._drop_locks(s, rs.real, found)
+        await self._drop_locks(s, rd.real, replaced)
 
     @audited("fs.symlink", pair=True)
     async def symlink(self, s: Session, linkpath: str | bytes, target: str | bytes) -> Inode:
@@ -291,6 +325,7 @@ class VirtualFS:
         if r.inode is not None:
             raise AlreadyExists(path=paths.to_client(r.real))
         self._require(s, r.real, Perm.SYMLINK)
+        await self._unlocked(s, r.real, membership=True)
         assert r.parent is not None
         return await self.md.symlink(s.tenant.id, r.parent, r.name, stored, s.user.id)
 
@@ -310,6 +345,7 @@ class VirtualFS:
                    & ~s.policy.perms(paths.tenant_path(s.user.home, rs.real)))
         if widened & (Perm.OVERWRITE | Perm.CHMOD | Perm.CHTIMES):
             raise PermissionDenied("A link may not allow more than the file's own path", path=paths.to_client(rd.real))
+        await self._unlocked(s, rd.real, membership=True)
         assert rd.parent is not None
         return await self.md.link(s.tenant.id, source.ino, rd.parent, rd.name)
 
@@ -327,6 +363,7 @@ class VirtualFS:
             if not overwrite:
                 raise AlreadyExists(path=paths.to_client(rd.real))
             self._require(s, rd.real, Perm.OVERWRITE)
+        await self._unlocked(s, rd.real, membership=True)
         assert rd.parent is not None
         result = await self.md.copy_file(s.tenant.id, source.ino, rd.parent, rd.name, overwrite, s.user.id, s.quota)
         return result.inode
@@ -340,6 +377,8 @@ class VirtualFS:
             self._require(s, r.real, Perm.CHMOD)
         if attrs.mtime is not None or attrs.atime is not None:
             self._require(s, r.real, Perm.CHTIMES)
+        if attrs.mode is not None or attrs.mtime is not None or attrs.size is not None:
+            await self._unlocked(s, r.real)
         if attrs.size is not None and attrs.size != inode.size:
             if inode.kind != "file":
                 raise IsADirectory(path=paths.to_client(r.real))
@@ -398,6 +437,7 @@ class VirtualFS:
                     raise QuotaExceeded(path=paths.to_client(r.real))
             if mode.read:
                 self._require(s, r.real, Perm.DOWNLOAD)
+            await self._unlocked(s, r.real, membership=existing is None)
             keep = existing is not None and not mode.truncate and existing.blob_id is not None
             base = existing.blob_id if keep and existing is not None else None
             base_size = existing.size if keep and existing is not None else 0
@@ -479,8 +519,87 @@ class VirtualFS:
             await reader.close()
         return str(hasher.hexdigest())
 
+    # -- WebDAV locks and dead properties ---------------------------------------------------------
+    #
+    # Locks are kept by tenant path, so a lock taken over WebDAV by one user binds every other
+    # user and protocol (see _unlocked). The frontend speaks client paths; these methods translate.
+
+    @audited("fs.lock")
+    async def lock(self, s: Session, path: str | bytes, depth: str, scope: str, owner: str,
+                   lifetime: float) -> LockRecord:
+        """Take a write lock, or raise :class:`Locked` when it conflicts with another lock or with
+        an upload in progress (any protocol) on the same path."""
+        real = paths.split(path)
+        r = await self.md.resolve(s.tenant.id, s.root_ino, real, False)
+        perm = Perm.OVERWRITE if r.inode is not None else Perm.UPLOAD
+        if not s.policy.allows(paths.tenant_path(s.user.home, r.real), perm):
+            raise PermissionDenied(path=paths.to_client(r.real))
+        where = paths.tenant_path(s.user.home, r.real)
+        for lk in await self.md.locks_near(s.tenant.id, where, below=depth == "infinity"):
+            relevant = lk.covers(where) or _inside(where, lk.path)
+            if relevant and (scope == "exclusive" or lk.scope == "exclusive"):
+                raise Locked(path=paths.to_client(r.real))
+        for t in self.open_transfers:
+            if (isinstance(t, Upload) and t.session.tenant.id == s.tenant.id
+                    and paths.tenant_path(t.session.user.home, t.real) == where):
+                raise Locked("An upload to this file is in progress", path=paths.to_client(r.real))
+        lifetime = LOCK_TIMEOUT_MAX if lifetime < 0 else min(lifetime, LOCK_TIMEOUT_MAX)
+        record = LockRecord(f"opaquelocktoken:{uuid.uuid4()}", where, depth, scope, owner, s.user.id, s.user.name,
+                            lifetime, time.time() + lifetime)
+        await self.md.create_lock(s.tenant.id, record)
+        return record
+
+    async def refresh_lock(self, s: Session, token: str, lifetime: float) -> LockRecord | None:
+        lifetime = LOCK_TIMEOUT_MAX if lifetime < 0 else min(lifetime, LOCK_TIMEOUT_MAX)
+        return await self.md.refresh_lock(s.tenant.id, token, lifetime, time.time() + lifetime)
+
+    @audited("fs.unlock")
+    async def unlock(self, s: Session, path: str | bytes, token: str) -> bool:
+        return await self.md.delete_lock(s.tenant.id, token)
+
+    async def get_lock(self, s: Session, token: str) -> LockRecord | None:
+        return await self.md.get_lock(s.tenant.id, token)
+
+    async def locks(self, s: Session, path: str | bytes, below: bool) -> builtins.list[LockRecord]:
+        """Live locks on ``path``, its ancestors and (with ``below``) under it, by tenant path."""
+        return await self.md.locks_near(s.tenant.id, paths.tenant_path(s.user.home, paths.split(path)), below)
+
+    async def dead_props(self, s: Session, inos: Sequence[int]) -> dict[int, dict[str, str]]:
+        """Dead properties of inodes the caller has already found through a checked stat or list."""
+        return await self.md.dead_props(s.tenant.id, inos)
+
+    async def props(self, s: Session, path: str | bytes) -> dict[str, str]:
+        """The dead properties of one object ({"{ns}name": xml})."""
+        inode = await self.stat(s, path)
+        return (await self.md.dead_props(s.tenant.id, [inode.ino])).get(inode.ino, {})
+
+    async def blob_md5s(self, s: Session, blob_ids: Sequence[str]) -> dict[str, str]:
+        """Stored MD5 sums (WebDAV ETags) of blobs the caller found through a checked stat or list."""
+        return await self.md.blob_md5s(s.tenant.id, blob_ids)
+
+    @audited("fs.proppatch")
+    async def set_props(self, s: Session, path: str | bytes, changes: dict[str, str | None]) -> None:
+        r = await self._resolve(s, path, True)
+        inode = self._existing(r)
+        self._require(s, r.real, Perm.CHTIMES)
+        await self._unlocked(s, r.real)
+        await self.md.set_dead_props(s.tenant.id, inode.ino, changes)
+
+    async def copy_props(self, s: Session, src: str | bytes, dst: str | bytes) -> None:
+        """After a copy: the destination gets the source's dead properties."""
+        source = await self._resolve(s, src, True)
+        target = await self._resolve(s, dst, True)
+        if source.inode is not None and target.inode is not None and source.inode.ino != target.inode.ino:
+            self._require(s, target.real, Perm.COPY)
+            await self.md.copy_dead_props(s.tenant.id, source.inode.ino, target.inode.ino)
+
     async def user_names(self, s: Session, ids: Sequence[int]) -> dict[int, str]:
         return await self.md.user_names(s.tenant.id, ids)
+
+
+def _inside(ancestor: str, path: str) -> bool:
+    """Whether ``path`` is strictly below ``ancestor`` (both tenant-absolute)."""
+    return path != ancestor and (ancestor == "/" or path.startswith(ancestor + "/"))
 
 
 class _Crc32:

@@ -72,6 +72,16 @@ def tenant_path(home: str, parts: Parts) -> str:
     return base + "/" + "/".join(parts) if parts else (base or "/")
 
 
+def from_tenant(home: str, path: str) -> str | None:
+    """The client path of a tenant-absolute ``path`` for a user with this home; None if outside it."""
+    base = home.rstrip("/")
+    if path == base or (not base and path == "/"):
+        return "/"
+    if path.startswith(base + "/"):
+        return path[len(base):]
+    return None
+
+
 def normalize_home(home: str) -> str:
     return to_client(split(home))
 

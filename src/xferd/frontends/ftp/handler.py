@@ -31,6 +31,7 @@ from xferd import __version__
 from xferd.auth import Authenticator
 from xferd.frontends.ftp.dtp import ActiveConnector, PassiveListener, TlsDataChannel
 from xferd.frontends.ftp.filesystem import VfsFilesystem
+from xferd.frontends.net import is_loopback, plain_ip
 from xferd.vfs import paths
 from xferd.vfs.filesystem import VirtualFS
 from xferd.vfs.session import Session
@@ -65,18 +66,6 @@ async def _login(auth: Authenticator, vfs: VirtualFS, name: str, password: str, 
                  remote: str) -> Session | None:
     login = await auth.password(name, password, protocol, remote)
     return None if login is None else await vfs.open_session(login, protocol, remote)
-
-
-def plain_ip(address: str) -> str:
-    """An IPv4 client of a dual-stack listener appears as ::ffff:a.b.c.d; this is a.b.c.d."""
-    return address[7:] if address.startswith("::ffff:") and "." in address else address
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(plain_ip(address)).is_loopback
-    except ValueError:
-        return False
 
 
 class SessionHandler(TLS_FTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
@@ -125,7 +114,7 @@ class SessionHandler(TLS_FTPHandler):  # type: ignore[misc]  # pyftpdlib is unty
     def handle(self) -> None:
         """Runs when the connection is accepted, before it gets its own thread."""
         mode = self.config.require_tls
-        self.tls_required = mode == "always" or (mode == "auto" and not _is_loopback(self.socket.getsockname()[0]))
+        self.tls_required = mode == "always" or (mode == "auto" and not is_loopback(self.socket.getsockname()[0]))
         if not self.frontend.limits.connect(self.remote):
             log.warning("ftp.too_many_connections", remote=self.remote)
             if not self.implicit:

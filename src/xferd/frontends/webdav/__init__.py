@@ -1,0 +1,1 @@
+"""The WebDAV frontend: wsgidav on cheroot, in worker threads, over the VirtualFS."""

@@ -1,0 +1,209 @@
+"""The WSGI application in front of wsgidav: authentication, request guards, the fast listing.
+
+Per request, in order:
+
+1. ``OPTIONS`` without credentials is answered here (Windows' mini-redirector gives up when its
+   first, anonymous OPTIONS gets 401);
+2. Finder's ``._*`` and ``.DS_Store`` files are refused without a lookup when configured so;
+3. Basic authentication through the shared :class:`~xferd.auth.Authenticator`; over plain HTTP
+   from a non-loopback client it is refused (``webdav.require_tls``). A verified password is
+   reused for ``auth_cache_seconds`` (an argon2id check costs about 50 ms, and WebDAV clients send
+   the password with every request);
+4. XML bodies (PROPFIND, PROPPATCH, LOCK) are read here: larger than ``max_xml_bytes`` gets 413,
+   and a body with a document type declaration gets 400 (no WebDAV client sends one; it is how
+   entity expansion and external entities arrive);
+5. ``PROPFIND`` of depth 0 or 1 goes to :mod:`.propfind` (one listing call, streamed), anything
+   else to wsgidav with the session in ``environ["xferd.session"]``.
+
+Every refusal here emits a ``webdav.bad_request`` audit event.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+from wsgidav.wsgidav_app import WsgiDAVApp
+
+from xferd.auth import Authenticator
+from xferd.config import WebdavConfig
+from xferd.frontends.bridge import Bridge
+from xferd.frontends.net import is_loopback, plain_ip
+from xferd.frontends.webdav import propfind, state
+from xferd.frontends.webdav.provider import XferdProvider
+from xferd.vfs.filesystem import VirtualFS
+from xferd.vfs.session import Session
+
+log = structlog.get_logger("xferd.webdav")
+
+StartResponse = Callable[..., Any]
+XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "LOCK"})
+DAV_METHODS = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK"
+AUTH_CACHE_MAX = 10_000
+
+
+def is_apple_metadata(path: str) -> bool:
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return name.startswith("._") or name == ".DS_Store"
+
+
+class Frontend:
+    """What the WSGI layers share: config, VirtualFS, bridge, authenticator (read-only after start)."""
+
+    def __init__(self, config: WebdavConfig, vfs: VirtualFS, auth: Authenticator, bridge: Bridge) -> None:
+        self.config = config
+        self.vfs = vfs
+        self.auth = auth
+        self.bridge = bridge
+
+
+class WebdavApp:
+    def __init__(self, frontend: Frontend) -> None:
+        self.frontend = frontend
+        self.config = frontend.config
+        self.dav = WsgiDAVApp({
+            "provider_mapping": {"/": XferdProvider()},
+            "lock_storage": state.LockStorage(),
+            "property_manager": state.PropertyManager(),
+            "middleware_stack": ["wsgidav.error_printer.ErrorPrinter", "wsgidav.request_resolver.RequestResolver"],
+            "block_size": self.config.block_size,
+            "add_header_MS_Author_Via": True,
+            "verbose": 0,
+            "logging": {"enable": False},
+            "dir_browser": {"enable": False},
+            "http_authenticator": {"domain_controller": None, "accept_basic": True, "accept_digest": False,
+                                   "default_to_digest": False},
+            "simple_dc": {"user_mapping": {"*": True}},
+            "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False},
+        })
+        self._auth_lock = threading.Lock()
+        self._auth_cache: dict[tuple[str, bytes, str], tuple[Session, float]] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        remote = plain_ip(environ.get("REMOTE_ADDR", ""))
+        environ["xferd.frontend"] = self.frontend
+        if method == "OPTIONS" and "HTTP_AUTHORIZATION" not in environ:
+            return self._options(start_response)
+        if self.config.apple_files == "refuse" and is_apple_metadata(environ.get("PATH_INFO", "")):
+            return _respond(start_response, "404 Not Found", b"")
+        plain = environ.get("wsgi.url_scheme") != "https"
+        need_tls = (self.config.require_tls == "always"
+                    or (self.config.require_tls == "auto" and not is_loopback(remote)))
+        if plain and need_tls:
+            self._audit(None, remote, environ, "EACCES", "Basic authentication over plain HTTP refused")
+            return _respond(start_response, "403 Forbidden",
+                            b"Use HTTPS: passwords are not accepted over plain HTTP.\n")
+        session = self._authenticate(environ, remote)
+        if session is None:
+            return _respond(start_response, "401 Unauthorized", b"Authentication required.\n",
+                            [("WWW-Authenticate", f'Basic realm="{self.config.realm}", charset="UTF-8"')])
+        environ["xferd.session"] = session
+        environ["wsgidav.auth.user_name"] = session.user.name
+        environ["wsgidav.auth.realm"] = self.config.realm
+        environ["wsgidav.auth.roles"] = None
+        if method in XML_METHODS:
+            refused = self._read_xml_body(environ, session)
+            if refused is not None:
+                return _respond(start_response, refused[0], refused[1].encode() + b"\n")
+        state.bind(environ)
+        with structlog.contextvars.bound_contextvars(**session.fields):
+            if method == "PROPFIND":
+                fast = propfind.handle(environ, start_response)
+                if fast is not None:
+                    return fast
+            return self.dav(environ, start_response)  # type: ignore[no-any-return]
+
+    def _options(self, start_response: StartResponse) -> Iterable[bytes]:
+        return _respond(start_response, "200 OK", b"", [
+            ("DAV", "1, 2, 3"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS), ("Content-Length", "0")])
+
+    def _authenticate(self, environ: dict[str, Any], remote: str) -> Session | None:
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            username, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not sep or not username:
+            return None
+        key = (username, hashlib.sha256(password.encode()).digest(), remote)
+        now = time.monotonic()
+        with self._auth_lock:
+            hit = self._auth_cache.get(key)
+            if hit is not None and hit[1] > now:
+                return hit[0]
+        bridge, auth, vfs = self.frontend.bridge, self.frontend.auth, self.frontend.vfs
+        login = bridge.call(auth.password, username, password, "webdav", remote)
+        if login is None:
+            return None
+        session = bridge.call(vfs.open_session, login, "webdav", remote)
+        if self.config.auth_cache_seconds > 0:
+            with self._auth_lock:
+                if len(self._auth_cache) >= AUTH_CACHE_MAX:
+                    self._auth_cache = {k: v for k, v in self._auth_cache.items() if v[1] > now}
+                    if len(self._auth_cache) >= AUTH_CACHE_MAX:
+                        self._auth_cache.clear()
+                self._auth_cache[key] = (session, now + self.config.auth_cache_seconds)
+        return session
+
+    def _read_xml_body(self, environ: dict[str, Any], session: Session) -> tuple[str, str] | None:
+        """Read an XML request body into memory, or say why it is refused (status, message)."""
+        limit = self.config.max_xml_bytes
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        stream = environ["wsgi.input"]
+        try:
+            if length_text:
+                length = int(length_text)
+                if length > limit:
+                    self._audit(session, "", environ, "E2BIG", f"XML body of {length} bytes")
+                    return "413 Request Entity Too Large", f"XML bodies are limited to {limit} bytes."
+                body = stream.read(length) if length > 0 else b""
+            elif environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+                body = stream.read(limit + 1)
+                if len(body) > limit:
+                    self._audit(session, "", environ, "E2BIG", "chunked XML body over the limit")
+                    return "413 Request Entity Too Large", f"XML bodies are limited to {limit} bytes."
+            else:
+                body = b""
+        except ValueError:
+            self._audit(session, "", environ, "EINVAL", "bad Content-Length")
+            return "400 Bad Request", "Bad Content-Length."
+        if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
+            self._audit(session, "", environ, "EINVAL", "XML body with a document type declaration")
+            return "400 Bad Request", "XML document type declarations are not accepted."
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["xferd.body"] = body
+        return None
+
+    def _audit(self, session: Session | None, remote: str, environ: dict[str, Any], outcome: str,
+               error: str) -> None:
+        if session is not None:
+            logger, fields = session.log, session.fields
+        else:
+            fields = {"tenant": "", "user": "", "protocol": "webdav", "remote": remote}
+            logger = structlog.get_logger("xferd.audit").bind(**fields)
+        path = environ.get("PATH_INFO", "")
+        self.frontend.bridge.call_soon(self.frontend.vfs.audit.emit, logger, fields, "webdav.bad_request", path,
+                                       outcome, True, error=error, method=environ.get("REQUEST_METHOD", ""))
+
+
+def _respond(start_response: StartResponse, status: str, body: bytes,
+             headers: list[tuple[str, str]] | None = None) -> list[bytes]:
+    out = list(headers or [])
+    if not any(k.lower() == "content-length" for k, _ in out):
+        out.append(("Content-Length", str(len(body))))
+    if body:
+        out.append(("Content-Type", "text/plain; charset=utf-8"))
+    start_response(status, out)
+    return [body]
