@@ -82,6 +82,7 @@ class Space:
     files_total: int
     files_free: int
     block_size: int = 4096
+    used: int = 0  # bytes the user's files take (RFC 4331 quota-used-bytes)
 
 
 @dataclass(frozen=True)
@@ -468,11 +469,12 @@ class VirtualFS:
         files_total = s.quota.files or 1 << 32
         files_free = max(files_total - usage.files, 0)
         if s.quota.bytes:
-            return Space(s.quota.bytes, max(s.quota.bytes - usage.bytes, 0), files_total, files_free)
+            return Space(s.quota.bytes, max(s.quota.bytes - usage.bytes, 0), files_total, files_free,
+                         used=usage.bytes)
         store = await self.storage.space()
         if store is None:
-            return Space(1 << 50, (1 << 50) - usage.bytes, files_total, files_free)
-        return Space(store[0], store[1], files_total, files_free)
+            return Space(1 << 50, (1 << 50) - usage.bytes, files_total, files_free, used=usage.bytes)
+        return Space(store[0], store[1], files_total, files_free, used=usage.bytes)
 
     @audited("fs.checksum", durable=False)
     async def checksum(self, s: Session, path: str | bytes, algorithm: str, offset: int = 0,

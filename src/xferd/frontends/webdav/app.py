@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
+from lxml import etree
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from xferd.auth import Authenticator
@@ -46,6 +47,7 @@ StartResponse = Callable[..., Any]
 XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "LOCK"})
 DAV_METHODS = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK"
 AUTH_CACHE_MAX = 10_000
+XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 def is_apple_metadata(path: str) -> bool:
@@ -180,6 +182,12 @@ class WebdavApp:
         if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
             self._audit(session, "", environ, "EINVAL", "XML body with a document type declaration")
             return "400 Bad Request", "XML document type declarations are not accepted."
+        if body.strip():
+            try:
+                environ["xferd.xml"] = etree.fromstring(body, parser=XML_PARSER)
+            except etree.XMLSyntaxError as exc:
+                self._audit(session, "", environ, "EINVAL", f"malformed XML: {exc}")
+                return "400 Bad Request", "Malformed XML body."
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         environ.pop("HTTP_TRANSFER_ENCODING", None)

@@ -1,12 +1,43 @@
-"""PROPFIND, answered without wsgidav where it is slow or must refuse."""
+"""PROPFIND of depth 0 and 1, answered without wsgidav.
+
+wsgidav builds a resource object per member and asks for each property separately (about 195 us
+per entry: 2 s for 10,000 entries). Here a listing costs four calls, whatever its size: the
+target's stat, the directory listing with attributes, the dead properties of all members, and
+their ETags (the stored MD5 sums); the locks below the directory come in one more. The response is
+streamed in pieces of about 64 KiB as it is built.
+
+Handled here: ``allprop`` (also an empty body) and ``prop`` with any names, live or dead. Anything
+else (``propname``, ``include``) and every error (a missing target, no permission) goes to wsgidav,
+which answers them as RFC 4918 says.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import datetime
+import functools
+import mimetypes
+import time
+from collections.abc import Callable, Iterable, Iterator
+from email.utils import formatdate
 from typing import Any
+from urllib.parse import quote
+from xml.sax.saxutils import escape
 
+from xferd.metadata.models import Inode, LockRecord
+from xferd.vfs import paths
+from xferd.vfs.filesystem import EMPTY_SUMS
+
+DAV = "{DAV:}"
 REFUSE_INFINITY = (b'<?xml version="1.0" encoding="utf-8"?>\n'
                    b'<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>\n')
+CHUNK = 64 * 1024
+# Live properties returned for allprop (RFC 4918 15; the RFC 4331 quota properties are not).
+ALLPROP = ("resourcetype", "creationdate", "getcontentlength", "getcontenttype", "getlastmodified",
+           "displayname", "getetag", "lockdiscovery", "supportedlock")
+LIVE = frozenset(ALLPROP) | {"quota-available-bytes", "quota-used-bytes"}
+SUPPORTED_LOCK = ("<D:supportedlock><D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/>"
+                  "</D:locktype></D:lockentry><D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype>"
+                  "<D:write/></D:locktype></D:lockentry></D:supportedlock>")
 
 
 def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes] | None:
@@ -16,4 +47,213 @@ def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
         start_response("403 Forbidden", [("Content-Type", 'application/xml; charset="utf-8"'),
                                          ("Content-Length", str(len(REFUSE_INFINITY)))])
         return [REFUSE_INFINITY]
+    if depth not in ("0", "1"):
+        return None
+    wanted = _wanted(environ.get("xferd.xml"))
+    if wanted is None:
+        return None
+    try:
+        listing = Listing(environ, environ.get("PATH_INFO") or "/", depth == "1", wanted)
+    except OSError:
+        return None  # wsgidav answers the error (404, 403, ...) as RFC 4918 wants
+    start_response("207 Multi-Status", [("Content-Type", 'application/xml; charset="utf-8"')])
+    return listing.render()
+
+
+def _wanted(root: Any) -> list[str] | None:
+    """Clark names asked for; [] for allprop; None for what wsgidav should answer."""
+    if root is None:
+        return []
+    if root.tag != f"{DAV}propfind":
+        return None
+    children = [c for c in root if isinstance(c.tag, str)]
+    if len(children) != 1:
+        return None
+    child = children[0]
+    if child.tag == f"{DAV}allprop":
+        return []
+    if child.tag == f"{DAV}prop":
+        names = [c.tag for c in child if isinstance(c.tag, str)]
+        return names or None
     return None
+
+
+class Listing:
+    def __init__(self, environ: dict[str, Any], path: str, members: bool, wanted: list[str]) -> None:
+        frontend = environ["xferd.frontend"]
+        self.session = environ["xferd.session"]
+        self.vfs = frontend.vfs
+        bridge = frontend.bridge
+        self.wanted = wanted
+        s = self.session
+        inode: Inode = bridge.call(self.vfs.stat, s, path)
+        self.base = "/" + "/".join(paths.split(path))
+        self.entries: list[tuple[str, Inode]] = [(self.base, inode)]
+        if members and inode.kind == "dir":
+            listing = bridge.call(self.vfs.list, s, path)
+            prefix = self.base.rstrip("/") + "/"
+            self.entries += [(prefix + name, child) for name, child in listing.entries if child.kind != "symlink"]
+        named = set(wanted)
+        allprop = not wanted
+        self.dead = bridge.call(self.vfs.dead_props, s, [i.ino for _, i in self.entries]) if (
+            allprop or any(not n.startswith(DAV) for n in named)) else {}
+        self.etags: dict[str, str] = {}
+        if allprop or f"{DAV}getetag" in named:
+            blobs = [i.blob_id for _, i in self.entries if i.blob_id]
+            self.etags = bridge.call(self.vfs.blob_md5s, s, blobs) if blobs else {}
+        self.locks: list[LockRecord] = []
+        if allprop or f"{DAV}lockdiscovery" in named:
+            self.locks = bridge.call(self.vfs.locks, s, path, members)
+        self.space = bridge.call(self.vfs.space, s) if (
+            f"{DAV}quota-available-bytes" in named or f"{DAV}quota-used-bytes" in named) else None
+
+    def render(self) -> Iterator[bytes]:
+        parts: list[str] = ['<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">']
+        size = 0
+        for path, inode in self.entries:
+            piece = self._response(path, inode)
+            parts.append(piece)
+            size += len(piece)
+            if size >= CHUNK:
+                yield "".join(parts).encode("utf-8")
+                parts, size = [], 0
+        parts.append("</D:multistatus>\n")
+        yield "".join(parts).encode("utf-8")
+
+    def _response(self, path: str, inode: Inode) -> str:
+        is_dir = inode.kind == "dir"
+        href = quote(path + ("/" if is_dir and path != "/" else ""), safe="/")
+        dead = self.dead.get(inode.ino, {})
+        if not self.wanted and not self.locks:
+            return self._allprop(href, path, inode, dead)
+        found: list[str] = []
+        missing: list[str] = []
+        names = self.wanted or [DAV + n for n in ALLPROP]
+        for name in names:
+            value = self._live(name[len(DAV):], path, inode) if name.startswith(DAV) else None
+            if value is not None:
+                found.append(value)
+            elif name in dead:
+                found.append(_element(dead[name]))
+            elif self.wanted:
+                missing.append(_empty(name))
+        if not self.wanted:
+            found += [_element(v) for n, v in dead.items()]
+        out = [f"<D:response><D:href>{href}</D:href>"]
+        if found:
+            out.append(f"<D:propstat><D:prop>{''.join(found)}</D:prop>"
+                       "<D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
+        if missing:
+            out.append(f"<D:propstat><D:prop>{''.join(missing)}</D:prop>"
+                       "<D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>")
+        out.append("</D:response>")
+        return "".join(out)
+
+    def _allprop(self, href: str, path: str, inode: Inode, dead: dict[str, str]) -> str:
+        """allprop without locks, in one template: the common listing (Explorer, Finder, rclone)."""
+        name = escape(path.rstrip("/").rsplit("/", 1)[-1])
+        extra = "".join(_element(v) for v in dead.values()) if dead else ""
+        if inode.kind == "dir":
+            kind = "<D:resourcetype><D:collection/></D:resourcetype>"
+            content = ""
+        else:
+            md5 = self.etags.get(inode.blob_id or "", EMPTY_SUMS.md5)
+            kind = "<D:resourcetype/>"
+            content = (f"<D:getcontentlength>{inode.size}</D:getcontentlength>"
+                       f"<D:getcontenttype>{_content_type(path)}</D:getcontenttype>"
+                       f'<D:getetag>"{md5}"</D:getetag>')
+        return (f"<D:response><D:href>{href}</D:href><D:propstat><D:prop>{kind}"
+                f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>{content}"
+                f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
+                f"<D:displayname>{name}</D:displayname><D:lockdiscovery/>{SUPPORTED_LOCK}{extra}"
+                "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
+
+    def _live(self, local: str, path: str, inode: Inode) -> str | None:
+        is_dir = inode.kind == "dir"
+        if local == "resourcetype":
+            return "<D:resourcetype><D:collection/></D:resourcetype>" if is_dir else "<D:resourcetype/>"
+        if local == "creationdate":
+            return f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>"
+        if local == "getlastmodified":
+            return f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
+        if local == "displayname":
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            return f"<D:displayname>{escape(name)}</D:displayname>"
+        if local == "supportedlock":
+            return SUPPORTED_LOCK
+        if local == "lockdiscovery":
+            return self._lockdiscovery(path)
+        if local == "quota-available-bytes" and self.space is not None:
+            return f"<D:quota-available-bytes>{self.space.free}</D:quota-available-bytes>"
+        if local == "quota-used-bytes" and self.space is not None:
+            return f"<D:quota-used-bytes>{self.space.used}</D:quota-used-bytes>"
+        if is_dir:
+            return None
+        if local == "getcontentlength":
+            return f"<D:getcontentlength>{inode.size}</D:getcontentlength>"
+        if local == "getcontenttype":
+            return f"<D:getcontenttype>{_content_type(path)}</D:getcontenttype>"
+        if local == "getetag":
+            md5 = self.etags.get(inode.blob_id or "", EMPTY_SUMS.md5)
+            return f'<D:getetag>"{md5}"</D:getetag>'
+        return None
+
+    def _lockdiscovery(self, path: str) -> str:
+        where = paths.tenant_path(self.session.user.home, paths.split(path))
+        active = []
+        for lock in self.locks:
+            if not lock.covers(where):
+                continue
+            root = paths.from_tenant(self.session.user.home, lock.path)
+            if root is None:
+                continue
+            timeout = "Infinite" if lock.expire < 0 else f"Second-{max(int(lock.expire - time.time()), 0)}"
+            active.append(
+                f"<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope><D:{lock.scope}/></D:lockscope>"
+                f"<D:depth>{lock.depth}</D:depth>{_owner(lock.owner)}<D:timeout>{timeout}</D:timeout>"
+                f"<D:locktoken><D:href>{escape(lock.token)}</D:href></D:locktoken>"
+                f"<D:lockroot><D:href>{quote(root, safe='/')}</D:href></D:lockroot></D:activelock>")
+        return f"<D:lockdiscovery>{''.join(active)}</D:lockdiscovery>"
+
+
+def _owner(owner: str) -> str:
+    return _element(owner) if owner else ""
+
+
+def _element(xml: str | bytes) -> str:
+    """A stored XML element, without an XML declaration, to embed as is."""
+    if isinstance(xml, bytes):
+        xml = xml.decode("utf-8")
+    if xml.startswith("<?xml"):
+        xml = xml[xml.index("?>") + 2:].lstrip()
+    return xml
+
+
+def _empty(name: str) -> str:
+    if name.startswith(DAV):
+        return f"<D:{name[len(DAV):]}/>"
+    if not name.startswith("{"):
+        return f'<{name} xmlns=""/>'
+    ns, _, local = name[1:].partition("}")
+    return f'<X:{local} xmlns:X="{escape(ns, {chr(34): "&quot;"})}"/>'
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_date(when: float) -> str:
+    return datetime.datetime.fromtimestamp(int(when), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(when: float) -> str:
+    return formatdate(int(when), usegmt=True)
+
+
+def _content_type(path: str) -> str:
+    dot = path.rfind(".")
+    return _type_of(path[dot:].lower() if dot > path.rfind("/") else "")
+
+
+@functools.lru_cache(maxsize=1024)
+def _type_of(suffix: str) -> str:
+    kind, _ = mimetypes.guess_type("x" + suffix)
+    return escape(kind or "application/octet-stream")

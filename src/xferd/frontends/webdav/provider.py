@@ -135,8 +135,7 @@ class _Common:
         return str(util.get_uri_name(self.path))
 
     def get_used_bytes(self) -> int:
-        space = self.req.space()
-        return int(space.total) - int(space.free)
+        return int(self.req.space().used)
 
     def get_available_bytes(self) -> int:
         return int(self.req.space().free)
@@ -190,7 +189,10 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]  # wsgidav 
         if writer is not None and with_errors:
             writer.abort()
         if not with_errors:
-            self.inode = self.req.call(self.req.vfs.stat, self.path)
+            if writer is not None and writer.inode is not None:
+                self.inode = writer.inode
+            else:
+                self.inode = self.req.call(self.req.vfs.stat, self.path)
             self.pending = False
 
     def delete(self) -> None:
@@ -317,6 +319,7 @@ class UploadStream:
         self.pending: concurrent.futures.Future[int] | None = None
         self.buffer = bytearray()
         self.done = False
+        self.inode: Inode | None = None
 
     def writelines(self, chunks: Iterable[bytes]) -> None:
         for chunk in chunks:
@@ -343,14 +346,16 @@ class UploadStream:
                 self.req.bridge.result(future)
 
     def close(self) -> None:
-        if self.buffer:
-            chunk, self.buffer = bytes(self.buffer), bytearray()
-            self._send(chunk)
+        """Commit, in one hop with the last piece of the body (a small file costs one hop)."""
         self._wait()
-        if self.expected is not None and self.offset != self.expected:
-            raise DAVError(HTTP_BAD_REQUEST, context_info=f"body ended after {self.offset} of {self.expected} bytes")
+        tail, self.buffer = bytes(self.buffer), bytearray()
+        total = self.offset + len(tail)
+        if self.expected is not None and total != self.expected:
+            raise DAVError(HTTP_BAD_REQUEST, context_info=f"body ended after {total} of {self.expected} bytes")
         with dav_errors():
-            self.req.bridge.call(self.upload.close)
+            self.inode, md5s = self.req.bridge.call(_finish, self.req.vfs, self.req.session, self.upload,
+                                                    self.offset, tail)
+        self.req.environ.setdefault("xferd.etags", {}).update(md5s)
         self.done = True
 
     def abort(self) -> None:
@@ -361,6 +366,14 @@ class UploadStream:
             self._wait()
         with contextlib.suppress(Exception):
             self.req.bridge.call(self.upload.abort, "client body incomplete")
+
+
+async def _finish(vfs: VirtualFS, s: Session, upload: Upload, offset: int, tail: bytes
+                  ) -> tuple[Inode, dict[str, str]]:
+    if tail:
+        await upload.write(offset, tail)
+    inode = await upload.close()
+    return inode, await vfs.blob_md5s(s, [inode.blob_id]) if inode.blob_id else {}
 
 
 class DownloadStream:
@@ -418,20 +431,41 @@ class DownloadStream:
             self.req.bridge.call(self.download.close, self.outcome)
 
 
+async def _stat_pair(vfs: VirtualFS, s: Session, path: str) -> tuple[Inode | OSError, Inode | OSError]:
+    """A path's stat and its parent's, each an Inode or the error it raised."""
+    out: list[Inode | OSError] = []
+    for p in (path, util.get_uri_parent(path)):
+        try:
+            out.append(await vfs.stat(s, p))
+        except OSError as exc:
+            out.append(exc)
+    return out[0], out[1]
+
+
 class XferdProvider(DAVProvider):  # type: ignore[misc]  # wsgidav is untyped
     """One provider for the whole URL space: each user sees their home at ``/``."""
 
     def get_resource_inst(self, path: str, environ: dict[str, Any]) -> FileResource | FolderResource | None:
         req = Request(environ)
-        try:
-            inode = req.bridge.call(req.vfs.stat, req.session, path)
-        except (errors.NotFound, errors.NotADirectory):
+        ahead: dict[str, Inode | OSError] = environ.setdefault("xferd.parent_stat", {})
+        found = ahead.pop(path, None)
+        if found is None:
+            if environ.get("REQUEST_METHOD") == "PUT" and path.rstrip("/"):
+                # wsgidav looks up the parent next: one hop for both.
+                found, parent = req.bridge.call(_stat_pair, req.vfs, req.session, path)
+                ahead[util.get_uri_parent(path)] = parent
+            else:
+                try:
+                    found = req.bridge.call(req.vfs.stat, req.session, path)
+                except OSError as exc:
+                    found = exc
+        if isinstance(found, errors.NotFound | errors.NotADirectory):
             return None
-        except OSError as exc:
-            raise DAVError(status_of(exc), context_info=str(exc.strerror or exc)) from exc
-        if inode.kind == "symlink":
+        if isinstance(found, OSError):
+            raise DAVError(status_of(found), context_info=str(found.strerror or found)) from found
+        if found.kind == "symlink":
             return None
-        return _resource(path, environ, inode)
+        return _resource(path, environ, found)
 
     def is_readonly(self) -> bool:
         return False

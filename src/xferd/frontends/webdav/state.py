@@ -19,6 +19,7 @@ import threading
 from typing import Any
 from urllib.parse import unquote
 
+from lxml import etree
 from wsgidav.dav_error import HTTP_LOCKED, DAVError, DAVErrorCondition
 
 from xferd import errors
@@ -71,10 +72,11 @@ class LockStorage:
 
     def create(self, path: str, lock: dict[str, Any]) -> dict[str, Any]:
         req = _request()
+        req.environ.pop("xferd.locks", None)
         timeout = float(lock.get("timeout") or -1)
         try:
             record = req.bridge.call(req.vfs.lock, req.session, path.rstrip("/") or "/", lock["depth"],
-                                     lock["scope"], lock.get("owner") or "", timeout)
+                                     lock["scope"], _xml_text(lock.get("owner") or ""), timeout)
         except errors.Locked as exc:
             raise DAVError(HTTP_LOCKED, context_info=str(exc.strerror),
                            err_condition=DAVErrorCondition("{DAV:}no-conflicting-lock")) from exc
@@ -88,6 +90,7 @@ class LockStorage:
 
     def refresh(self, token: str, *, timeout: float) -> dict[str, Any]:
         req = _request()
+        req.environ.pop("xferd.locks", None)
         lock = req.call(req.vfs.refresh_lock, token, float(timeout))
         shown = _as_dict(req, lock) if lock is not None else None
         if shown is None:
@@ -96,6 +99,7 @@ class LockStorage:
 
     def delete(self, token: str) -> bool:
         req = _request()
+        req.environ.pop("xferd.locks", None)
         lock = req.call(req.vfs.get_lock, token)
         where = paths.from_tenant(req.session.user.home, lock.path) if lock is not None else None
         return bool(req.call(req.vfs.unlock, where or "/", token))
@@ -106,7 +110,7 @@ class LockStorage:
         path = path.rstrip("/") or "/"
         where = paths.tenant_path(req.session.user.home, paths.split(path))
         found = []
-        for lock in req.call(req.vfs.locks, path, include_children):
+        for lock in _snapshot(req):
             direct = lock.path == where
             child = lock.path != where and (where == "/" or lock.path.startswith(where + "/"))
             if (include_root and direct) or (include_children and child):
@@ -114,6 +118,28 @@ class LockStorage:
                 if shown is not None:
                     found.append(lock.token if token_only else shown)
         return found
+
+
+def _snapshot(req: Request) -> list[LockRecord]:
+    """The live locks at and above the user's home and everywhere below it, read once per request
+    (wsgidav asks for the locks of each ancestor of each path it checks) until one changes."""
+    cached: list[LockRecord] | None = req.environ.get("xferd.locks")
+    if cached is None:
+        cached = req.environ["xferd.locks"] = req.call(req.vfs.locks, "/", True)
+    return cached
+
+
+def _xml_text(value: Any) -> str:
+    """A property value as wsgidav hands it over (an element, or its serialization) as text."""
+    if isinstance(value, bytes):
+        text = value.decode("utf-8")
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = etree.tostring(value, encoding="unicode")
+    if text.startswith("<?xml"):  # lxml refuses text that declares its encoding
+        text = text[text.index("?>") + 2:].lstrip()
+    return text
 
 
 class PropertyManager:
@@ -142,7 +168,7 @@ class PropertyManager:
     def write_property(self, norm_url: str, name: str, property_value: str, dry_run: bool = False,
                        environ: dict[str, Any] | None = None) -> None:
         if not dry_run:
-            self._change(norm_url, {name: property_value})
+            self._change(norm_url, {name: _xml_text(property_value)})
 
     def remove_property(self, norm_url: str, name: str, dry_run: bool = False,
                         environ: dict[str, Any] | None = None) -> None:
