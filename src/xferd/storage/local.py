@@ -89,6 +89,11 @@ class _Extents:
         return out
 
 
+def _update(hasher: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        hasher.update(chunk)
+
+
 class LocalBlobWriter:
     def __init__(self, store: LocalBlobStore, tenant_id: int, blob_id: str, fd: int, tmp_path: Path,
                  lane: concurrent.futures.ThreadPoolExecutor, base: Path | None, base_size: int) -> None:
@@ -111,6 +116,10 @@ class LocalBlobWriter:
         # Touched only in the lane thread, in order:
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5()  # noqa: S324 - a checksum clients ask for, not a security measure
+        # MD5 runs beside SHA-256 in a second thread (both release the GIL): one batch at a time,
+        # so at most two batches are held, and the upload runs at the slower hash's speed, not the sum.
+        self._md5_lane = store.hash_lane()
+        self._md5_pending: concurrent.futures.Future[None] | None = None
         self._hash_pos = 0
         self._hash_valid = True
         self._closed = False
@@ -267,9 +276,11 @@ class LocalBlobWriter:
         except OSError as exc:
             raise _storage_error(exc, "writing a blob") from exc
         if offset == self._hash_pos:
+            previous, self._md5_pending = self._md5_pending, self._md5_lane.submit(_update, self._md5, chunks)
             for chunk in chunks:
                 self._sha256.update(chunk)
-                self._md5.update(chunk)
+            if previous is not None:
+                previous.result()
             self._hash_pos += total
         elif offset < self._hash_pos:
             self._hash_valid = False
@@ -301,7 +312,13 @@ class LocalBlobWriter:
         if gaps[0][0] < self._hash_pos:
             self._hash_valid = False
 
+    def _md5_done(self) -> None:
+        if self._md5_pending is not None:
+            pending, self._md5_pending = self._md5_pending, None
+            pending.result()
+
     def _finish(self, gaps: list[tuple[int, int]]) -> Checksums:
+        self._md5_done()
         self._fill_from_base(gaps)
         try:
             if os.fstat(self._fd).st_size != self._size:
@@ -315,6 +332,7 @@ class LocalBlobWriter:
         return Checksums(self._sha256.hexdigest(), self._md5.hexdigest())
 
     def _rehash(self) -> None:
+        self._md5_done()
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5()  # noqa: S324
         pos = 0
@@ -370,12 +388,19 @@ class LocalBlobStore:
         self._lanes = [concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"xferd-blob{i}")
                        for i in range(lanes)]
         self._next_lane = itertools.cycle(self._lanes)
+        self._hash_lanes = [concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"xferd-hash{i}")
+                            for i in range(lanes)]
+        self._next_hash_lane = itertools.cycle(self._hash_lanes)
 
     def new_blob_id(self) -> str:
         return secrets.token_hex(16)
 
     def path_of(self, tenant_id: int, blob_id: str) -> Path:
         return self.root / str(tenant_id) / blob_id[:2] / blob_id
+
+    def hash_lane(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The thread a new writer hashes MD5 in (beside its write lane)."""
+        return next(self._next_hash_lane)
 
     async def create(self, tenant_id: int, blob_id: str, base: str | None = None, base_size: int = 0,
                      materialize: bool = False) -> LocalBlobWriter:
@@ -435,4 +460,6 @@ class LocalBlobStore:
 
     async def close(self) -> None:
         for lane in self._lanes:
+            lane.shutdown(wait=True)
+        for lane in self._hash_lanes:
             lane.shutdown(wait=True)
