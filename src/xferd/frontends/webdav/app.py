@@ -12,8 +12,9 @@ Per request, in order:
 4. XML bodies (PROPFIND, PROPPATCH, LOCK) are read here: larger than ``max_xml_bytes`` gets 413,
    and a body with a document type declaration gets 400 (no WebDAV client sends one; it is how
    entity expansion and external entities arrive);
-5. ``PROPFIND`` of depth 0 or 1 goes to :mod:`.propfind` (one listing call, streamed), anything
-   else to wsgidav with the session in ``environ["xferd.session"]``.
+5. ``PROPFIND`` of depth 0 or 1 goes to :mod:`.propfind` (one listing call, streamed), a GET of a
+   collection URL to :mod:`.browse` (an HTML listing), anything else to wsgidav with the session
+   in ``environ["xferd.session"]``.
 
 Every refusal here emits a ``webdav.bad_request`` audit event.
 """
@@ -36,7 +37,7 @@ from xferd.auth import Authenticator
 from xferd.config import WebdavConfig
 from xferd.frontends.bridge import Bridge
 from xferd.frontends.net import is_loopback, plain_ip
-from xferd.frontends.webdav import propfind, state
+from xferd.frontends.webdav import browse, propfind, state
 from xferd.frontends.webdav.provider import XferdProvider
 from xferd.vfs.filesystem import VirtualFS
 from xferd.vfs.session import Session
@@ -116,10 +117,13 @@ class WebdavApp:
                 return _respond(start_response, refused[0], refused[1].encode() + b"\n")
         state.bind(environ)
         with structlog.contextvars.bound_contextvars(**session.fields):
+            fast = None
             if method == "PROPFIND":
                 fast = propfind.handle(environ, start_response)
-                if fast is not None:
-                    return fast
+            elif method in ("GET", "HEAD"):
+                fast = browse.handle(environ, start_response)
+            if fast is not None:
+                return fast
             return self.dav(environ, start_response)  # type: ignore[no-any-return]
 
     def _options(self, start_response: StartResponse) -> Iterable[bytes]:
