@@ -297,6 +297,15 @@ def paramiko_sftp(daemon: Daemon, user: str = "alice", password: str | None = PA
     transport.connect(username=user, password=None if pkey else password, pkey=pkey)
     client = paramiko.SFTPClient.from_transport(transport)
     assert client is not None
+    close_channel = client.close
+
+    def close() -> None:
+        # The client does not own its transport: close the SSH connection too, or the daemon
+        # keeps counting it against max_sessions_per_user.
+        close_channel()
+        transport.close()
+
+    client.close = close
     return client
 
 

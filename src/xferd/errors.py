@@ -142,3 +142,8 @@ class Locked(FSError, PermissionError):
 class StorageError(FSError):
     code = errno.EIO
     default_message = "Storage failure"
+
+
+def errno_name(exc: OSError) -> str:
+    """The symbolic errno of an error ("ENOENT"), as audit events record outcomes."""
+    return errno.errorcode.get(exc.errno or 0, "EIO")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass
@@ -60,8 +61,10 @@ def _generate(cert_path: Path, key_path: Path) -> None:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host), x509.DNSName("localhost")]),
-                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName(host), x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1"))]),
+                critical=False)
             .sign(key, hashes.SHA256()))
     _write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))

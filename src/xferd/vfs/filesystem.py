@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import errno
 import functools
 import hashlib
 import time
@@ -36,6 +35,7 @@ from xferd.errors import (
     QuotaExceeded,
     StorageError,
     Unsupported,
+    errno_name,
 )
 from xferd.metadata.base import MetadataStore
 from xferd.metadata.models import Checksums, Inode, LockRecord, Login, Perm, Resolved
@@ -99,10 +99,6 @@ def _shown(path: object) -> str:
     return text if len(text) <= 512 else text[:512] + "..."
 
 
-def _outcome(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, "EIO")
-
-
 def audited(event: str, durable: bool = True, pair: bool = False, failures_only: bool = False) -> Callable[
         [Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
     """Emit ``event`` for each call, with its outcome: the path is the argument after the session
@@ -115,7 +111,7 @@ def audited(event: str, durable: bool = True, pair: bool = False, failures_only:
             try:
                 result = await fn(self, s, path, *args, **kwargs)
             except OSError as exc:
-                self.audit.emit(s.log, s.fields, event, _shown(path), _outcome(exc), durable,
+                self.audit.emit(s.log, s.fields, event, _shown(path), errno_name(exc), durable,
                                 error=str(exc.strerror or exc), **extra)
                 raise
             except Exception as exc:
@@ -537,19 +533,27 @@ class VirtualFS:
         if not s.policy.allows(paths.tenant_path(s.user.home, r.real), perm):
             raise PermissionDenied(path=paths.to_client(r.real))
         where = paths.tenant_path(s.user.home, r.real)
-        for lk in await self.md.locks_near(s.tenant.id, where, below=depth == "infinity"):
-            relevant = lk.covers(where) or _inside(where, lk.path)
-            if relevant and (scope == "exclusive" or lk.scope == "exclusive"):
-                raise Locked(path=paths.to_client(r.real))
-        for t in self.open_transfers:
-            if (isinstance(t, Upload) and t.session.tenant.id == s.tenant.id
-                    and paths.tenant_path(t.session.user.home, t.real) == where):
-                raise Locked("An upload to this file is in progress", path=paths.to_client(r.real))
+        await self._lock_conflicts(s, where, depth, scope, paths.to_client(r.real))
         lifetime = LOCK_TIMEOUT_MAX if lifetime < 0 else min(lifetime, LOCK_TIMEOUT_MAX)
         record = LockRecord(f"opaquelocktoken:{uuid.uuid4()}", where, depth, scope, owner, s.user.id, s.user.name,
                             lifetime, time.time() + lifetime)
         await self.md.create_lock(s.tenant.id, record)
         return record
+
+    async def check_lockable(self, s: Session, path: str | bytes, depth: str, scope: str) -> None:
+        """Raise :class:`Locked` if :meth:`lock` would (before a LOCK creates an empty file)."""
+        real = paths.split(path)
+        await self._lock_conflicts(s, paths.tenant_path(s.user.home, real), depth, scope, paths.to_client(real))
+
+    async def _lock_conflicts(self, s: Session, where: str, depth: str, scope: str, shown: str) -> None:
+        for lk in await self.md.locks_near(s.tenant.id, where, below=depth == "infinity"):
+            relevant = lk.covers(where) or _inside(where, lk.path)
+            if relevant and (scope == "exclusive" or lk.scope == "exclusive"):
+                raise Locked(path=shown)
+        for t in self.open_transfers:
+            if (isinstance(t, Upload) and t.session.tenant.id == s.tenant.id
+                    and paths.tenant_path(t.session.user.home, t.real) == where):
+                raise Locked("An upload to this file is in progress", path=shown)
 
     async def refresh_lock(self, s: Session, token: str, lifetime: float) -> LockRecord | None:
         lifetime = LOCK_TIMEOUT_MAX if lifetime < 0 else min(lifetime, LOCK_TIMEOUT_MAX)

@@ -13,12 +13,11 @@ The life of an upload::
 from __future__ import annotations
 
 import contextlib
-import errno
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from xferd.errors import NotFound, PermissionDenied, QuotaExceeded, StorageError
+from xferd.errors import NotFound, PermissionDenied, QuotaExceeded, StorageError, errno_name
 from xferd.metadata.models import Inode, NewContent
 from xferd.storage.base import BlobReader, BlobWriter
 from xferd.vfs import paths
@@ -139,7 +138,7 @@ class Upload:
                 await vfs.md.abandon_blob(self.writer.blob_id)
                 raise
         except OSError as exc:
-            vfs.audit.emit(s.log, s.fields, "fs.upload", self.path, _errno_name(exc), True,
+            vfs.audit.emit(s.log, s.fields, "fs.upload", self.path, errno_name(exc), True,
                            error=str(exc.strerror or exc))
             raise
         except Exception as exc:
@@ -216,6 +215,3 @@ class Download:
     def attrs(self) -> Inode:
         return self.inode
 
-
-def _errno_name(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, "EIO")

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from lxml import etree
@@ -104,6 +105,9 @@ class WebdavApp:
             return _respond(start_response, "403 Forbidden",
                             b"Use HTTPS: passwords are not accepted over plain HTTP.\n")
         session = self._authenticate(environ, remote)
+        if session is not None and _dot_dot(environ):
+            self._audit(session, remote, environ, "EINVAL", "path with a '..' segment")
+            return _respond(start_response, "400 Bad Request", b"Paths may not contain '..' segments.\n")
         if session is None:
             return _respond(start_response, "401 Unauthorized", b"Authentication required.\n",
                             [("WWW-Authenticate", f'Basic realm="{self.config.realm}", charset="UTF-8"')])
@@ -188,10 +192,15 @@ class WebdavApp:
             return "400 Bad Request", "XML document type declarations are not accepted."
         if body.strip():
             try:
-                environ["xferd.xml"] = etree.fromstring(body, parser=XML_PARSER)
+                root = etree.fromstring(body, parser=XML_PARSER)
             except etree.XMLSyntaxError as exc:
                 self._audit(session, "", environ, "EINVAL", f"malformed XML: {exc}")
                 return "400 Bad Request", "Malformed XML body."
+            info = root.getroottree().docinfo
+            if info.doctype or info.internalDTD is not None:  # e.g. a declaration in UTF-16
+                self._audit(session, "", environ, "EINVAL", "XML body with a document type declaration")
+                return "400 Bad Request", "XML document type declarations are not accepted."
+            environ["xferd.xml"] = root
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         environ.pop("HTTP_TRANSFER_ENCODING", None)
@@ -208,6 +217,16 @@ class WebdavApp:
         path = environ.get("PATH_INFO", "")
         self.frontend.bridge.call_soon(self.frontend.vfs.audit.emit, logger, fields, "webdav.bad_request", path,
                                        outcome, True, error=error, method=environ.get("REQUEST_METHOD", ""))
+
+
+def _dot_dot(environ: dict[str, Any]) -> bool:
+    """Whether the path or the Destination has a ``..`` segment (clients send normalized URLs;
+    wsgidav would answer one that climbs above the root with an incomplete response)."""
+    paths = [environ.get("PATH_INFO") or ""]
+    destination = environ.get("HTTP_DESTINATION")
+    if destination:
+        paths.append(unquote(urlsplit(destination).path))
+    return any(".." in p.split("/") for p in paths)
 
 
 def _respond(start_response: StartResponse, status: str, body: bytes,

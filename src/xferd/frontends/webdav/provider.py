@@ -246,7 +246,13 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]  # wsgidav i
         path = util.join_uri(self.path, name)
         if self.environ.get("REQUEST_METHOD") == "PUT":
             return FileResource(path, self.environ, None, pending=True)
-        # LOCK on an unmapped URL creates an empty file (RFC 4918, 7.3).
+        # LOCK on an unmapped URL creates an empty file (RFC 4918, 7.3), but only when the lock
+        # will be granted: wsgidav creates the file before it takes the lock.
+        depth, scope = lock_request(self.environ)
+        try:
+            self.req.bridge.call(self.req.vfs.check_lockable, self.req.session, path, depth, scope)
+        except errors.Locked as exc:
+            raise DAVError(HTTP_LOCKED, context_info=str(exc.strerror)) from exc
         upload: Upload = self.req.call(self.req.vfs.open_write, path, OpenMode(write=True, create=True,
                                                                                   exclusive=True))
         with dav_errors():
@@ -293,6 +299,14 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]  # wsgidav i
         self.req.call(self.req.vfs.rename, self.path, dest_path, False)
 
 
+def lock_request(environ: dict[str, Any]) -> tuple[str, str]:
+    """Depth and scope a LOCK asks for (its body was parsed by the app)."""
+    depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
+    root = environ.get("xferd.xml")
+    shared = root is not None and root.find("{DAV:}lockscope/{DAV:}shared") is not None
+    return ("0" if depth == "0" else "infinity"), ("shared" if shared else "exclusive")
+
+
 def expected_length(environ: dict[str, Any]) -> int | None:
     """The body length the client announced: Content-Length, or Finder's X-Expected-Entity-Length
     on a chunked PUT. None when neither is given (a plain chunked body)."""
@@ -320,6 +334,7 @@ class UploadStream:
         self.buffer = bytearray()
         self.done = False
         self.inode: Inode | None = None
+        self.refused: OSError | None = None  # the server's own refusal (quota, storage), if any
 
     def writelines(self, chunks: Iterable[bytes]) -> None:
         for chunk in chunks:
@@ -342,8 +357,12 @@ class UploadStream:
     def _wait(self) -> None:
         if self.pending is not None:
             future, self.pending = self.pending, None
-            with dav_errors():
+            try:
                 self.req.bridge.result(future)
+            except OSError as exc:
+                self.refused = exc
+                with dav_errors():
+                    raise
 
     def close(self) -> None:
         """Commit, in one hop with the last piece of the body (a small file costs one hop)."""
@@ -364,8 +383,9 @@ class UploadStream:
         self.done = True
         with contextlib.suppress(Exception):
             self._wait()
+        reason = errors.errno_name(self.refused) if self.refused is not None else "client body incomplete"
         with contextlib.suppress(Exception):
-            self.req.bridge.call(self.upload.abort, "client body incomplete")
+            self.req.bridge.call(self.upload.abort, reason)
 
 
 async def _finish(vfs: VirtualFS, s: Session, upload: Upload, offset: int, tail: bytes
