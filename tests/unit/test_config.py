@@ -113,6 +113,17 @@ class TestValidation:
         ({"gc": {"pending_max_age": -1}}, "gc.pending_max_age"),
         ({"daemon": {"shutdown_grace": -1}}, "daemon.shutdown_grace"),
         ({"transfer": {"max_buffered_bytes": 1024}}, "transfer.max_buffered_bytes"),
+        ({"webdav": {"port": 65536}}, "webdav.port"),
+        ({"webdav": {"tls_port": -1}}, "webdav.tls_port"),
+        ({"webdav": {"port": 0, "tls_port": 0}}, "webdav.port and webdav.tls_port"),
+        ({"webdav": {"port": 8000, "tls_port": 8000}}, "webdav.tls_port"),
+        ({"webdav": {"tls_cert": "/c.pem"}}, "webdav.tls_cert and webdav.tls_key"),
+        ({"webdav": {"threads": 0}}, "webdav.threads"),
+        ({"webdav": {"block_size": 4096}}, "webdav.block_size"),
+        ({"webdav": {"max_xml_bytes": 100}}, "webdav.max_xml_bytes"),
+        ({"webdav": {"auth_cache_seconds": -1}}, "webdav.auth_cache_seconds"),
+        ({"webdav": {"idle_timeout": -1}}, "webdav.idle_timeout"),
+        ({"webdav": {"apple_files": "hide"}}, "webdav.apple_files"),
     ])
     def test_out_of_range_value_names_the_key(self, raw: dict[str, Any], key: str) -> None:
         """A well-typed value outside its range is a problem naming its key."""
