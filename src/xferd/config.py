@@ -134,7 +134,7 @@ class WebdavConfig:
     # Basic authentication sends the password in the clear: over plain HTTP it is refused unless the
     # client is on a loopback address ("auto"), always ("always") or never ("never").
     require_tls: TlsRequirement = "auto"
-    threads: int = 32  # worker threads: requests served at once
+    threads: int = 32  # worker threads per listening socket: requests each serves at once
     block_size: int = 1024 * 1024  # bytes per read and write hop (the 8 KiB default costs 2-4x)
     max_xml_bytes: int = 1024 * 1024  # largest PROPFIND/PROPPATCH/LOCK body; larger gets 413
     allow_depth_infinity: bool = False  # PROPFIND Depth: infinity (RFC 4918 lets servers refuse it)

@@ -16,6 +16,7 @@ import contextlib
 import mimetypes
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from wsgidav import util
 from wsgidav.dav_error import (
@@ -196,6 +197,11 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]  # wsgidav 
             self.pending = False
 
     def delete(self) -> None:
+        if _replaced_by_move(self.environ, self.path):
+            # MOVE over this file: wsgidav deletes it first; the rename replaces it in the same
+            # transaction instead, so the name never stands empty (move_recursive).
+            self.environ["xferd.replace"] = self.path
+            return
         self.req.call(self.req.vfs.remove, self.path)
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
@@ -209,7 +215,8 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]  # wsgidav 
         return True
 
     def move_recursive(self, dest_path: str) -> None:
-        self.req.call(self.req.vfs.rename, self.path, dest_path, False)
+        replace = self.environ.pop("xferd.replace", None) == dest_path
+        self.req.call(self.req.vfs.rename, self.path, dest_path, replace)
 
 
 class FolderResource(_Common, DAVCollection):  # type: ignore[misc]  # wsgidav is untyped
@@ -296,7 +303,16 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]  # wsgidav i
         return True
 
     def move_recursive(self, dest_path: str) -> None:
+        if self.environ.pop("xferd.replace", None) == dest_path:
+            self.req.call(self.req.vfs.remove, dest_path)  # a folder cannot replace a file in one step
         self.req.call(self.req.vfs.rename, self.path, dest_path, False)
+
+
+def _replaced_by_move(environ: dict[str, Any], path: str) -> bool:
+    if environ.get("REQUEST_METHOD") != "MOVE" or environ.get("HTTP_OVERWRITE", "T").upper() != "T":
+        return False
+    destination = environ.get("HTTP_DESTINATION", "")
+    return bool(destination) and unquote(urlsplit(destination).path).rstrip("/") == path.rstrip("/")
 
 
 def lock_request(environ: dict[str, Any]) -> tuple[str, str]:
