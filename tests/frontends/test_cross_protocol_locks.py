@@ -215,6 +215,26 @@ class TestFileLockRefusesOthers:
         assert b"bob's change" == _read(users.sftp("alice"), "f.txt")
 
 
+class TestNamesNeedingQuoting:
+    def test_lock_on_a_name_with_spaces_and_utf8(self, shared: Shared) -> None:
+        """A lock on a name that URLs must quote binds that very file (not one named as quoted)."""
+        alice, bob = shared.sftp("alice"), shared.sftp("bob")
+        alice.mkdir("dir é")
+        _put(alice, "dir é/with space.txt", b"original")
+        token = _token(shared.dav("alice").lock("/dir%20%C3%A9/with%20space.txt"))
+        assert errno.EACCES == _errno_of(bob.open, "dir é/with space.txt", "w")
+        assert (b"original", ["with space.txt"]) == (_read(bob, "dir é/with space.txt"), bob.listdir("dir é"))
+        found = shared.dav("alice").request("PROPFIND", "/dir%20%C3%A9/with%20space.txt", headers={"Depth": "0"})
+        assert token in found.text
+
+    def test_lock_null_resource_with_a_quoted_name(self, shared: Shared) -> None:
+        """LOCK of a new URL with a space creates that file, empty, and locks it."""
+        assert 201 == shared.dav("alice").lock("/new%20file.txt").status_code
+        bob = shared.sftp("bob")
+        assert (True, 0) == ("new file.txt" in bob.listdir("."), bob.stat("new file.txt").st_size)
+        assert errno.EACCES == _errno_of(bob.remove, "new file.txt")
+
+
 class TestCollectionLock:
     @pytest.fixture
     def collection(self, shared: Shared) -> Shared:

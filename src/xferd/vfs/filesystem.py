@@ -221,10 +221,14 @@ class VirtualFS:
     # -- reading the tree --------------------------------------------------------------------------
 
     @audited("fs.stat", durable=False)
-    async def stat(self, s: Session, path: str | bytes, follow: bool = True) -> Inode:
+    async def stat(self, s: Session, path: str | bytes, follow: bool = True, acting: Perm | None = None) -> Inode:
+        """An object's attributes: for a user who may list its directory or, with ``acting``, who
+        holds one of those permissions on the object itself (a WebDAV GET by a download-only user
+        looks the file up first; SFTP and FTP open it without a stat)."""
         r = await self._resolve(s, path, follow)
         inode = self._existing(r)
-        self._require(s, r.real[:-1], Perm.LIST)
+        if not (acting and s.policy.perms(paths.tenant_path(s.user.home, r.real)) & acting):
+            self._require(s, r.real[:-1], Perm.LIST)
         return inode
 
     async def realpath(self, s: Session, path: str | bytes) -> str:

@@ -36,12 +36,19 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
 from xferd import errors
 from xferd.frontends.bridge import Bridge
-from xferd.metadata.models import Inode
+from xferd.metadata.models import Inode, Perm
 from xferd.vfs.filesystem import EMPTY_SUMS, OpenMode, VirtualFS
 from xferd.vfs.session import Session
 from xferd.vfs.transfers import Download, Upload
 
 HTTP_SERVICE_UNAVAILABLE = 503
+# A request may look up the objects it acts on when the user holds the verb's permission there,
+# even without the right to list their directory (as SFTP and FTP open files without a listing).
+ACTING: dict[str, Perm] = {
+    "GET": Perm.DOWNLOAD, "HEAD": Perm.DOWNLOAD, "PUT": Perm.UPLOAD | Perm.OVERWRITE, "DELETE": Perm.DELETE,
+    "MKCOL": Perm.MKDIR, "MOVE": Perm.RENAME, "COPY": Perm.COPY | Perm.DOWNLOAD, "PROPPATCH": Perm.CHTIMES,
+    "LOCK": Perm.UPLOAD | Perm.OVERWRITE, "UNLOCK": Perm.UPLOAD | Perm.OVERWRITE,
+}
 
 _STATUS: list[tuple[type[OSError], int]] = [
     (errors.Locked, HTTP_LOCKED),
@@ -467,12 +474,13 @@ class DownloadStream:
             self.req.bridge.call(self.download.close, self.outcome)
 
 
-async def _stat_pair(vfs: VirtualFS, s: Session, path: str) -> tuple[Inode | OSError, Inode | OSError]:
+async def _stat_pair(vfs: VirtualFS, s: Session, path: str, acting: Perm | None
+                     ) -> tuple[Inode | OSError, Inode | OSError]:
     """A path's stat and its parent's, each an Inode or the error it raised."""
     out: list[Inode | OSError] = []
     for p in (path, util.get_uri_parent(path)):
         try:
-            out.append(await vfs.stat(s, p))
+            out.append(await vfs.stat(s, p, True, acting))
         except OSError as exc:
             out.append(exc)
     return out[0], out[1]
@@ -484,15 +492,16 @@ class XferdProvider(DAVProvider):  # type: ignore[misc]  # wsgidav is untyped
     def get_resource_inst(self, path: str, environ: dict[str, Any]) -> FileResource | FolderResource | None:
         req = Request(environ)
         ahead: dict[str, Inode | OSError] = environ.setdefault("xferd.parent_stat", {})
+        acting = ACTING.get(environ.get("REQUEST_METHOD", ""))
         found = ahead.pop(path, None)
         if found is None:
             if environ.get("REQUEST_METHOD") == "PUT" and path.rstrip("/"):
                 # wsgidav looks up the parent next: one hop for both.
-                found, parent = req.bridge.call(_stat_pair, req.vfs, req.session, path)
+                found, parent = req.bridge.call(_stat_pair, req.vfs, req.session, path, acting)
                 ahead[util.get_uri_parent(path)] = parent
             else:
                 try:
-                    found = req.bridge.call(req.vfs.stat, req.session, path)
+                    found = req.bridge.call(req.vfs.stat, req.session, path, True, acting)
                 except OSError as exc:
                     found = exc
         if isinstance(found, errors.NotFound | errors.NotADirectory):

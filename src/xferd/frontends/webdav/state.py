@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from lxml import etree
 from wsgidav.dav_error import HTTP_LOCKED, DAVError, DAVErrorCondition
@@ -46,8 +46,10 @@ def _as_dict(req: Request, lock: LockRecord) -> dict[str, Any] | None:
     root = paths.from_tenant(req.session.user.home, lock.path)
     if root is None:
         return None
-    return {"root": root, "type": "write", "scope": lock.scope, "depth": lock.depth, "owner": lock.owner,
-            "timeout": lock.timeout, "expire": lock.expire, "principal": lock.principal, "token": lock.token}
+    # wsgidav names resources by their quoted URL ("ref URL"); the store keeps plain paths.
+    return {"root": quote(root, safe="/"), "type": "write", "scope": lock.scope, "depth": lock.depth,
+            "owner": lock.owner, "timeout": lock.timeout, "expire": lock.expire, "principal": lock.principal,
+            "token": lock.token}
 
 
 class LockStorage:
@@ -75,8 +77,9 @@ class LockStorage:
         req.environ.pop("xferd.locks", None)
         timeout = float(lock.get("timeout") or -1)
         try:
-            record = req.bridge.call(req.vfs.lock, req.session, path.rstrip("/") or "/", lock["depth"],
-                                     lock["scope"], _xml_text(lock.get("owner") or ""), timeout)
+            where = unquote(path).rstrip("/") or "/"
+            record = req.bridge.call(req.vfs.lock, req.session, where, lock["depth"], lock["scope"],
+                                     _xml_text(lock.get("owner") or ""), timeout)
         except errors.Locked as exc:
             raise DAVError(HTTP_LOCKED, context_info=str(exc.strerror),
                            err_condition=DAVErrorCondition("{DAV:}no-conflicting-lock")) from exc
@@ -107,7 +110,7 @@ class LockStorage:
     def get_lock_list(self, path: str, *, include_root: bool, include_children: bool,
                       token_only: bool) -> list[Any]:
         req = _request()
-        path = path.rstrip("/") or "/"
+        path = unquote(path).rstrip("/") or "/"
         where = paths.tenant_path(req.session.user.home, paths.split(path))
         found = []
         for lock in _snapshot(req):
