@@ -28,7 +28,7 @@ Outcome = str  # "ok", "denied", "missing", "exists" or "failed"
 
 class Side(Protocol):
     name: str
-    lacks: frozenset[str]  # operations the protocol has no way to do: "chmod", "set_mtime", "rmdir_nonempty"
+    lacks: frozenset[str]  # operations the protocol has no way to do: "chmod", "rmdir_nonempty"
 
     def put(self, path: str, data: bytes) -> None: ...
     def get(self, path: str) -> bytes: ...
@@ -149,11 +149,9 @@ class WebdavSide:
 
     name = "webdav"
     # - chmod: no WebDAV verb or live property for permission bits.
-    # - set_mtime: getlastmodified is a protected live property (RFC 4918 15.7); the daemon refuses
-    #   its PROPPATCH (403 in the 207) and honours no X-OC-Mtime header.
     # - rmdir_nonempty: DELETE of a collection removes everything in it (RFC 4918 9.6.1); WebDAV
     #   has no "remove only if empty", so a non-empty directory cannot be refused like rmdir does.
-    lacks = frozenset({"chmod", "set_mtime", "rmdir_nonempty"})
+    lacks = frozenset({"chmod", "rmdir_nonempty"})
 
     def __init__(self, daemon: Daemon, user: str) -> None:
         self.base = daemon.dav_url("/")
@@ -218,7 +216,7 @@ class WebdavSide:
         return int(parsedate_to_datetime(response.findtext(f".//{DAV}getlastmodified") or "").timestamp())
 
     def set_mtime(self, path: str, when: int) -> None:
-        """PROPPATCH of getlastmodified, the only way WebDAV has; the daemon refuses it (see lacks)."""
+        """PROPPATCH of getlastmodified (the daemon lets it set the mtime, as Explorer and rclone expect)."""
         stamp = formatdate(when, usegmt=True)
         body = ('<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop>'
                 f"<D:getlastmodified>{stamp}</D:getlastmodified></D:prop></D:set></D:propertyupdate>").encode()
@@ -320,12 +318,11 @@ class TestOneTreeTwoProtocols:
         assert "shared" not in writer.sizes(".")
 
     def test_times_set_on_one_are_seen_on_the_other(self, pair: tuple[Side, Side]) -> None:
-        """A modification time set with MFMT or SETSTAT reads back the same through MDTM, STAT or
-        PROPFIND (WebDAV cannot set one: the other side sets it on the file WebDAV wrote)."""
+        """A modification time set with MFMT, SETSTAT or PROPPATCH reads back the same through MDTM,
+        STAT or PROPFIND."""
         writer, reader = pair
         writer.put("f", b"x")
-        setter = reader if "set_mtime" in writer.lacks else writer
-        setter.set_mtime("f", 1_600_000_000)
+        writer.set_mtime("f", 1_600_000_000)
         assert 1_600_000_000 == reader.mtime("f") == writer.mtime("f")
 
     def test_errors_match(self, pair: tuple[Side, Side]) -> None:
@@ -345,13 +342,14 @@ class TestOneTreeTwoProtocols:
 
 
 # Each row: the permissions bob has on alice's home, then what each operation does.
-OPERATIONS = ("list", "download", "upload_new", "overwrite", "rename", "delete", "mkdir", "chmod")
+OPERATIONS = ("list", "download", "upload_new", "overwrite", "rename", "delete", "mkdir", "chmod", "touch")
 REFUSALS = [
-    ("list", ("ok", "denied", "denied", "denied", "denied", "denied", "denied", "denied")),
-    ("download", ("denied", "ok", "denied", "denied", "denied", "denied", "denied", "denied")),
-    ("list,download,upload", ("ok", "ok", "ok", "denied", "denied", "denied", "denied", "denied")),
-    ("list,download,overwrite,rename", ("ok", "ok", "denied", "ok", "ok", "denied", "denied", "denied")),
-    ("list,delete,mkdir,chmod", ("ok", "denied", "denied", "denied", "denied", "ok", "ok", "ok")),
+    ("list", ("ok", "denied", "denied", "denied", "denied", "denied", "denied", "denied", "denied")),
+    ("download", ("denied", "ok", "denied", "denied", "denied", "denied", "denied", "denied", "denied")),
+    ("list,download,upload", ("ok", "ok", "ok", "denied", "denied", "denied", "denied", "denied", "denied")),
+    ("list,download,overwrite,rename", ("ok", "ok", "denied", "ok", "ok", "denied", "denied", "denied", "denied")),
+    ("list,delete,mkdir,chmod", ("ok", "denied", "denied", "denied", "denied", "ok", "ok", "ok", "denied")),
+    ("list,chtimes", ("ok", "denied", "denied", "denied", "denied", "denied", "denied", "denied", "ok")),
 ]
 
 
@@ -365,6 +363,7 @@ def _try_all(side: Side) -> tuple[Outcome, ...]:
         outcome(side.delete, "dir/victim.txt"),
         outcome(side.mkdir, "dir/sub"),
         "n/a" if "chmod" in side.lacks else outcome(side.chmod, "dir/file.txt", 0o600),
+        outcome(side.set_mtime, "dir/file.txt", 1_600_000_000),
     )
 
 

@@ -84,7 +84,10 @@ class WebdavApp:
             "http_authenticator": {"domain_controller": None, "accept_basic": True, "accept_digest": False,
                                    "default_to_digest": False},
             "simple_dc": {"user_mapping": {"*": True}},
-            "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False},
+            # PROPPATCH of getlastmodified, and Windows' Win32LastModifiedTime, set the file's mtime
+            # (Explorer and rclone keep modification times this way).
+            "mutable_live_props": ["{DAV:}getlastmodified"],
+            "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False, "emulate_win32_lastmod": True},
         })
         self._auth_lock = threading.Lock()
         self._auth_cache: dict[tuple[str, bytes, str], tuple[Session, float]] = {}

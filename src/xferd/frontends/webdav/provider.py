@@ -37,7 +37,7 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 from xferd import errors
 from xferd.frontends.bridge import Bridge
 from xferd.metadata.models import Inode, Perm
-from xferd.vfs.filesystem import EMPTY_SUMS, OpenMode, VirtualFS
+from xferd.vfs.filesystem import EMPTY_SUMS, OpenMode, SetAttrs, VirtualFS
 from xferd.vfs.session import Session
 from xferd.vfs.transfers import Download, Upload
 
@@ -150,9 +150,10 @@ class _Common:
 
     def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
         secs = time_stamp if isinstance(time_stamp, int | float) else util.parse_time_string(time_stamp)
+        if secs is None:
+            raise DAVError(HTTP_BAD_REQUEST, context_info="not an HTTP date")
         if not dry_run:
-            from xferd.vfs.filesystem import SetAttrs
-            self.req.call(self.req.vfs.setstat, dest_path, SetAttrs(mtime=float(secs), atime=float(secs)))
+            self.req.call(self.req.vfs.setstat, dest_path, SetAttrs(mtime=float(secs)))
         return True
 
 
