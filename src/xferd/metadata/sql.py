@@ -790,6 +790,15 @@ class SqlMetadataStore:
             return out
         return await self.db.lookup(work) if blob_ids else {}
 
+    async def dir_md5s(self, tenant_id: int, dir_ino: int) -> dict[str, str]:
+        """The stored MD5 of every file directly in a directory, by blob id (one query)."""
+        def work(conn: Conn) -> dict[str, str]:
+            return dict(conn.execute(
+                "SELECT b.id, b.md5 FROM entries e JOIN inodes i ON i.ino = e.ino AND i.tenant_id = e.tenant_id "
+                "JOIN blobs b ON b.id = i.blob_id WHERE e.tenant_id = ? AND e.parent = ? AND b.md5 IS NOT NULL",
+                (tenant_id, dir_ino)).fetchall())
+        return await self.db.read(work)
+
     async def mark_stale_pending(self, owner_prefix: str, current_owner: str, older_than: float) -> int:
         """Pending blobs of an earlier run of this node, or older than ``older_than``, become garbage."""
         def work(conn: Conn) -> int:

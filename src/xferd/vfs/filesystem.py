@@ -587,6 +587,10 @@ class VirtualFS:
         """Stored MD5 sums (WebDAV ETags) of blobs the caller found through a checked stat or list."""
         return await self.md.blob_md5s(s.tenant.id, blob_ids)
 
+    async def dir_md5s(self, s: Session, listing: Listing) -> dict[str, str]:
+        """Stored MD5 sums of the files of a listing the caller got from :meth:`list`."""
+        return await self.md.dir_md5s(s.tenant.id, listing.directory.ino)
+
     @audited("fs.proppatch")
     async def set_props(self, s: Session, path: str | bytes, changes: dict[str, str | None]) -> None:
         r = await self._resolve(s, path, True)
