@@ -36,7 +36,7 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
 from xferd import errors
 from xferd.frontends.bridge import Bridge
-from xferd.metadata.models import Inode, Perm
+from xferd.metadata.models import Inode, LockRecord, Perm
 from xferd.vfs.filesystem import EMPTY_SUMS, OpenMode, SetAttrs, VirtualFS
 from xferd.vfs.session import Session
 from xferd.vfs.transfers import Download, Upload
@@ -119,6 +119,9 @@ class Request:
         return self.environ["xferd.space"]
 
 
+REPLACE = OpenMode(write=True, create=True, truncate=True)
+
+
 def _resource(path: str, environ: dict[str, Any], inode: Inode) -> FileResource | FolderResource:
     if inode.kind == "dir":
         return FolderResource(path, environ, inode)
@@ -188,9 +191,7 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]  # wsgidav 
         return DownloadStream(self.req, download, self.environ["xferd.frontend"].config.block_size)
 
     def begin_write(self, *, content_type: str | None = None) -> UploadStream:
-        mode = OpenMode(write=True, create=True, truncate=True)
-        upload: Upload = self.req.call(self.req.vfs.open_write, self.path, mode)
-        self.writer = UploadStream(self.req, upload, expected_length(self.environ))
+        self.writer = UploadStream(self.req, self.path, expected_length(self.environ))
         return self.writer
 
     def end_write(self, *, with_errors: bool) -> None:
@@ -348,9 +349,12 @@ class UploadStream:
     """The file object wsgidav's PUT writes into: hops of ``block_size`` to the upload, one in
     flight while the next is read; commits on close only if the whole announced body arrived."""
 
-    def __init__(self, req: Request, upload: Upload, expected: int | None) -> None:
+    def __init__(self, req: Request, path: str, expected: int | None) -> None:
         self.req = req
-        self.upload = upload
+        self.path = path
+        # Opened with the first full hop; a body smaller than one hop is opened, written and
+        # committed in a single call at close.
+        self.upload: Upload | None = None
         self.expected = expected
         self.hop = req.frontend.config.block_size
         self.offset = 0
@@ -375,6 +379,8 @@ class UploadStream:
 
     def _send(self, chunk: bytes) -> None:
         self._wait()
+        if self.upload is None:
+            self.upload = self.req.call(self.req.vfs.open_write, self.path, REPLACE)
         self.pending = self.req.bridge.submit(self.upload.write, self.offset, chunk)
         self.offset += len(chunk)
 
@@ -395,9 +401,13 @@ class UploadStream:
         total = self.offset + len(tail)
         if self.expected is not None and total != self.expected:
             raise DAVError(HTTP_BAD_REQUEST, context_info=f"body ended after {total} of {self.expected} bytes")
-        with dav_errors():
-            self.inode, md5s = self.req.bridge.call(_finish, self.req.vfs, self.req.session, self.upload,
-                                                    self.offset, tail)
+        try:
+            with dav_errors():
+                self.inode, md5s = self.req.bridge.call(_finish, self.req.vfs, self.req.session, self.path,
+                                                        self.upload, self.offset, tail)
+        except DAVError:
+            self.done = True  # _finish aborted the upload (and audited it), or none was opened
+            raise
         self.req.environ.setdefault("xferd.etags", {}).update(md5s)
         self.done = True
 
@@ -408,14 +418,25 @@ class UploadStream:
         with contextlib.suppress(Exception):
             self._wait()
         reason = errors.errno_name(self.refused) if self.refused is not None else "client body incomplete"
+        if self.upload is None:  # nothing was opened: only the event
+            s = self.req.session
+            self.req.bridge.call_soon(self.req.vfs.audit.emit, s.log, s.fields, "fs.upload", self.path, reason, True,
+                                      size=self.offset + len(self.buffer))
+            return
         with contextlib.suppress(Exception):
             self.req.bridge.call(self.upload.abort, reason)
 
 
-async def _finish(vfs: VirtualFS, s: Session, upload: Upload, offset: int, tail: bytes
+async def _finish(vfs: VirtualFS, s: Session, path: str, upload: Upload | None, offset: int, tail: bytes
                   ) -> tuple[Inode, dict[str, str]]:
+    if upload is None:
+        upload = await vfs.open_write(s, path, REPLACE)
     if tail:
-        await upload.write(offset, tail)
+        try:
+            await upload.write(offset, tail)
+        except OSError as exc:
+            await upload.abort(errors.errno_name(exc))
+            raise
     inode = await upload.close()
     return inode, await vfs.blob_md5s(s, [inode.blob_id]) if inode.blob_id else {}
 
@@ -476,15 +497,16 @@ class DownloadStream:
 
 
 async def _stat_pair(vfs: VirtualFS, s: Session, path: str, acting: Perm | None
-                     ) -> tuple[Inode | OSError, Inode | OSError]:
-    """A path's stat and its parent's, each an Inode or the error it raised."""
+                     ) -> tuple[Inode | OSError, Inode | OSError, list[LockRecord]]:
+    """A path's stat and its parent's (each an Inode or the error it raised), and the locks that
+    wsgidav's lock manager reads next (see state.py)."""
     out: list[Inode | OSError] = []
     for p in (path, util.get_uri_parent(path)):
         try:
             out.append(await vfs.stat(s, p, True, acting))
         except OSError as exc:
             out.append(exc)
-    return out[0], out[1]
+    return out[0], out[1], await vfs.locks(s, "/", True)
 
 
 class XferdProvider(DAVProvider):  # type: ignore[misc]  # wsgidav is untyped
@@ -498,8 +520,9 @@ class XferdProvider(DAVProvider):  # type: ignore[misc]  # wsgidav is untyped
         if found is None:
             if environ.get("REQUEST_METHOD") == "PUT" and path.rstrip("/"):
                 # wsgidav looks up the parent next: one hop for both.
-                found, parent = req.bridge.call(_stat_pair, req.vfs, req.session, path, acting)
+                found, parent, locks = req.bridge.call(_stat_pair, req.vfs, req.session, path, acting)
                 ahead[util.get_uri_parent(path)] = parent
+                environ["xferd.locks"] = locks
             else:
                 try:
                     found = req.bridge.call(req.vfs.stat, req.session, path, True, acting)
