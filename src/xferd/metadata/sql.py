@@ -790,13 +790,17 @@ class SqlMetadataStore:
             return out
         return await self.db.lookup(work) if blob_ids else {}
 
-    async def dir_md5s(self, tenant_id: int, dir_ino: int) -> dict[str, str]:
-        """The stored MD5 of every file directly in a directory, by blob id (one query)."""
-        def work(conn: Conn) -> dict[str, str]:
-            return dict(conn.execute(
-                "SELECT b.id, b.md5 FROM entries e JOIN inodes i ON i.ino = e.ino AND i.tenant_id = e.tenant_id "
-                "JOIN blobs b ON b.id = i.blob_id WHERE e.tenant_id = ? AND e.parent = ? AND b.md5 IS NOT NULL",
-                (tenant_id, dir_ino)).fetchall())
+    async def list_dir_md5s(self, tenant_id: int, ino: int) -> tuple[list[tuple[str, Inode]], dict[str, str]]:
+        """:meth:`list_dir` and the stored MD5 of each file's blob (WebDAV ETags), in one query."""
+        def work(conn: Conn) -> tuple[list[tuple[str, Inode]], dict[str, str]]:
+            _require_dir(conn, tenant_id, ino)
+            rows = conn.execute(
+                "SELECT e.name, i.ino, i.kind, i.size, i.mode, i.mtime, i.atime, i.ctime, i.nlink, i.blob_id, "
+                "i.target, i.owner_id, b.md5 FROM entries e "
+                "JOIN inodes i ON i.ino = e.ino AND i.tenant_id = e.tenant_id LEFT JOIN blobs b ON b.id = i.blob_id "
+                "WHERE e.tenant_id = ? AND e.parent = ? ORDER BY e.name",
+                (tenant_id, ino)).fetchall()
+            return [(r[0], _inode(r[1:12])) for r in rows], {r[9]: r[12] for r in rows if r[12] is not None}
         return await self.db.read(work)
 
     async def mark_stale_pending(self, owner_prefix: str, current_owner: str, older_than: float) -> int:

@@ -245,6 +245,17 @@ class VirtualFS:
         self._require(s, r.real, Perm.LIST)
         return Listing(r.real, inode, await self.md.list_dir(s.tenant.id, inode.ino))
 
+    @audited("fs.list", durable=False)
+    async def list_md5s(self, s: Session, path: str | bytes) -> tuple[Listing, dict[str, str]]:
+        """:meth:`list`, with the stored MD5 of each file by blob id (WebDAV's ETags), in one query."""
+        r = await self._resolve(s, path, True)
+        inode = self._existing(r)
+        if inode.kind != "dir":
+            raise NotADirectory(path=paths.to_client(r.real))
+        self._require(s, r.real, Perm.LIST)
+        entries, md5s = await self.md.list_dir_md5s(s.tenant.id, inode.ino)
+        return Listing(r.real, inode, entries), md5s
+
     @audited("fs.readlink", durable=False)
     async def readlink(self, s: Session, path: str | bytes) -> str:
         r = await self._resolve(s, path, False)
@@ -586,10 +597,6 @@ class VirtualFS:
     async def blob_md5s(self, s: Session, blob_ids: Sequence[str]) -> dict[str, str]:
         """Stored MD5 sums (WebDAV ETags) of blobs the caller found through a checked stat or list."""
         return await self.md.blob_md5s(s.tenant.id, blob_ids)
-
-    async def dir_md5s(self, s: Session, listing: Listing) -> dict[str, str]:
-        """Stored MD5 sums of the files of a listing the caller got from :meth:`list`."""
-        return await self.md.dir_md5s(s.tenant.id, listing.directory.ino)
 
     @audited("fs.proppatch")
     async def set_props(self, s: Session, path: str | bytes, changes: dict[str, str | None]) -> None:

@@ -89,21 +89,22 @@ class Listing:
         inode: Inode = bridge.call(self.vfs.stat, s, path)
         self.base = "/" + "/".join(paths.split(path))
         self.entries: list[tuple[str, Inode]] = [(self.base, inode)]
-        listing = None
-        if members and inode.kind == "dir":
-            listing = bridge.call(self.vfs.list, s, path)
-            prefix = self.base.rstrip("/") + "/"
-            self.entries += [(prefix + name, child) for name, child in listing.entries if child.kind != "symlink"]
         named = set(wanted)
         allprop = not wanted
+        want_etags = allprop or f"{DAV}getetag" in named
+        self.etags: dict[str, str] = {}
+        if members and inode.kind == "dir":
+            # With the ETags: the listing and the stored MD5 sums in one query.
+            if want_etags:
+                listing, self.etags = bridge.call(self.vfs.list_md5s, s, path)
+            else:
+                listing = bridge.call(self.vfs.list, s, path)
+            prefix = self.base.rstrip("/") + "/"
+            self.entries += [(prefix + name, child) for name, child in listing.entries if child.kind != "symlink"]
+        elif want_etags and inode.blob_id:
+            self.etags = bridge.call(self.vfs.blob_md5s, s, [inode.blob_id])
         self.dead = bridge.call(self.vfs.dead_props, s, [i.ino for _, i in self.entries]) if (
             allprop or any(not n.startswith(DAV) for n in named)) else {}
-        self.etags: dict[str, str] = {}
-        if allprop or f"{DAV}getetag" in named:
-            if listing is not None:  # one query by directory, not by blob
-                self.etags = bridge.call(self.vfs.dir_md5s, s, listing)
-            elif inode.blob_id:
-                self.etags = bridge.call(self.vfs.blob_md5s, s, [inode.blob_id])
         self.locks: list[LockRecord] = []
         if allprop or f"{DAV}lockdiscovery" in named:
             self.locks = bridge.call(self.vfs.locks, s, path, members)
