@@ -374,6 +374,10 @@ class LocalBlobReader:
     async def close(self) -> None:
         os.close(self._fd)
 
+    def fileno(self) -> int:
+        """The open file, for frontends that send it with ``sendfile``."""
+        return self._fd
+
 
 class LocalBlobStore:
     capabilities = Capabilities(random_write=True, server_side_copy=True)

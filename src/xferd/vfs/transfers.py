@@ -191,6 +191,12 @@ class Download:
     def path(self) -> str:
         return paths.to_client(self.real)
 
+    def local_file(self) -> int | None:
+        """The blob's open file descriptor when the store keeps blobs as local files (for
+        ``sendfile``); None otherwise. Reading it bypasses :meth:`read`: set :attr:`sent`."""
+        fileno = getattr(self.reader, "fileno", None)
+        return int(fileno()) if fileno is not None else None
+
     async def read(self, offset: int, size: int) -> bytes:
         if self.reader is None or offset >= self.inode.size:
             return b""

@@ -38,7 +38,7 @@ from xferd.auth import Authenticator
 from xferd.config import WebdavConfig
 from xferd.frontends.bridge import Bridge
 from xferd.frontends.net import is_loopback, plain_ip
-from xferd.frontends.webdav import browse, propfind, state
+from xferd.frontends.webdav import browse, fastget, propfind, state
 from xferd.frontends.webdav.provider import XferdProvider
 from xferd.vfs.filesystem import VirtualFS
 from xferd.vfs.session import Session
@@ -129,6 +129,8 @@ class WebdavApp:
                 fast = propfind.handle(environ, start_response)
             elif method in ("GET", "HEAD"):
                 fast = browse.handle(environ, start_response)
+                if fast is None and method == "GET":
+                    fast = fastget.handle(environ, start_response)
             if fast is not None:
                 return fast
             return self.dav(environ, start_response)  # type: ignore[no-any-return]

@@ -183,7 +183,7 @@ class Listing:
                 yield (f"<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/>"
                        f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>"
                        f"<D:getcontentlength>{inode.size}</D:getcontentlength>"
-                       f"<D:getcontenttype>{_content_type(path)}</D:getcontenttype>"
+                       f"<D:getcontenttype>{content_type(path)}</D:getcontenttype>"
                        f'<D:getetag>"{etags.get(inode.blob_id, empty) if inode.blob_id else empty}"</D:getetag>'
                        f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
                        f"<D:displayname>{name}</D:displayname>{tail}{extra}"
@@ -200,7 +200,7 @@ class Listing:
             md5 = self.etags.get(inode.blob_id or "", EMPTY_SUMS.md5)
             kind = "<D:resourcetype/>"
             content = (f"<D:getcontentlength>{inode.size}</D:getcontentlength>"
-                       f"<D:getcontenttype>{_content_type(path)}</D:getcontenttype>"
+                       f"<D:getcontenttype>{content_type(path)}</D:getcontenttype>"
                        f'<D:getetag>"{md5}"</D:getetag>')
         return (f"<D:response><D:href>{href}</D:href><D:propstat><D:prop>{kind}"
                 f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>{content}"
@@ -232,7 +232,7 @@ class Listing:
         if local == "getcontentlength":
             return f"<D:getcontentlength>{inode.size}</D:getcontentlength>"
         if local == "getcontenttype":
-            return f"<D:getcontenttype>{_content_type(path)}</D:getcontenttype>"
+            return f"<D:getcontenttype>{content_type(path)}</D:getcontenttype>"
         if local == "getetag":
             md5 = self.etags.get(inode.blob_id or "", EMPTY_SUMS.md5)
             return f'<D:getetag>"{md5}"</D:getetag>'
@@ -305,7 +305,7 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _content_type(path: str) -> str:
+def content_type(path: str) -> str:
     dot = path.rfind(".")
     return _type_of(path[dot:].lower() if dot > path.rfind("/") else "")
 

@@ -25,6 +25,7 @@ from xferd.config import WebdavConfig
 from xferd.frontends.bridge import Bridge
 from xferd.frontends.certs import TlsFiles
 from xferd.frontends.webdav.app import Frontend, WebdavApp
+from xferd.frontends.webdav.fastget import SendfileGateway
 from xferd.vfs.filesystem import VirtualFS
 
 log = structlog.get_logger("xferd.webdav")
@@ -79,6 +80,7 @@ class WebdavFrontend:
                     server = wsgi.Server((host, port), self.app, numthreads=self.config.threads,
                                          server_name="xferd", timeout=int(max(self.config.idle_timeout, 1)),
                                          shutdown_timeout=int(self.shutdown_grace))
+                    server.gateway = SendfileGateway
                     if kind == "https":
                         assert self.tls is not None
                         server.ssl_adapter = _TlsAdapter(self.tls.cert, self.tls.key)

@@ -1,6 +1,8 @@
-"""WebDAV MOVE with Overwrite: T replaces a file in the same metadata transaction as the rename."""
+"""WebDAV MOVE over a file in one transaction, and whole-file downloads (sendfile) with their audit events."""
 
 from __future__ import annotations
+
+import time
 
 import httpx
 
@@ -43,3 +45,30 @@ class TestMoveOverAFile:
                                  headers={"Destination": alice.dav_url("/b"), "Overwrite": "F"})
             both = (http.get(alice.dav_url("/a")).content, http.get(alice.dav_url("/b")).content)
         assert (412, (b"a", b"b")) == (moved.status_code, both)
+
+
+class TestDownloads:
+    def test_whole_file_download_is_audited(self, alice: Daemon) -> None:
+        """A plain GET (sent with sendfile) and one over HTTPS deliver the file and record an
+        fs.download event with every byte counted."""
+        data = bytes(range(256)) * 8192  # 2 MiB, more than one hop
+        with httpx.Client(auth=AUTH) as http:
+            http.put(alice.dav_url("/big.bin"), content=data)
+            plain = http.get(alice.dav_url("/big.bin"))
+        with httpx.Client(auth=AUTH, verify=False) as https:  # noqa: S501 - the daemon's self-signed certificate
+            secure = https.get(alice.dav_url("/big.bin", tls=True))
+        assert (data, data) == (plain.content, secure.content)
+        assert plain.headers["etag"] == secure.headers["etag"]
+        deadline = time.monotonic() + 10  # each event is written as its response ends
+        while len([e for e in alice.events("fs.download") if e.get("path") == "/big.bin"]) < 2:
+            assert time.monotonic() < deadline, "fs.download events missing"
+            time.sleep(0.05)
+        done = [(e["outcome"], e["bytes"]) for e in alice.events("fs.download") if e.get("path") == "/big.bin"]
+        assert [("ok", len(data)), ("ok", len(data))] == done
+
+    def test_range_still_served(self, alice: Daemon) -> None:
+        """A GET with Range is answered 206 with just those bytes."""
+        with httpx.Client(auth=AUTH) as http:
+            http.put(alice.dav_url("/r.bin"), content=b"0123456789")
+            part = http.get(alice.dav_url("/r.bin"), headers={"Range": "bytes=2-4"})
+        assert (206, b"234") == (part.status_code, part.content)
