@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -266,6 +267,21 @@ class Daemon:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+
+@contextlib.contextmanager
+def running_daemon(root: Path, users: tuple[str, ...] = ("alice",), **sections: Any) -> Iterator[Daemon]:
+    """A started daemon with ``users`` (password PASSWORD), stopped at the end: for module-scoped
+    fixtures that share one daemon between tests."""
+    daemon = Daemon(root, **sections)
+    daemon.start()
+    try:
+        for user in users:
+            daemon.add_user(user)
+        yield daemon
+    finally:
+        if daemon.proc is not None:
+            daemon.stop()
 
 
 def ssh_options(port: int) -> list[str]:

@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import pytest
 
-from tests.support import IN_CI, PASSWORD, Daemon, require_tool
+from tests.support import IN_CI, PASSWORD, Daemon, require_tool, running_daemon
 
 MIB = 1024 * 1024
 
@@ -96,14 +96,8 @@ def davfs(url: str, point: Path, work: Path, use_locks: bool = True) -> Iterator
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """One daemon with user alice for the module; each test mounts a collection of its own."""
-    daemon = Daemon(tmp_path_factory.mktemp("webdav-davfs2"))
-    daemon.start()
-    try:
-        daemon.add_user("alice")
+    with running_daemon(tmp_path_factory.mktemp("webdav-davfs2")) as daemon:
         yield daemon
-    finally:
-        if daemon.proc is not None:
-            daemon.stop()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 
-from tests.support import PASSWORD, Daemon, require_tool
+from tests.support import PASSWORD, Daemon, require_tool, running_daemon
 
 DAV = "{DAV:}"
 QUOTA_BYTES = 1_000_000
@@ -40,31 +40,18 @@ ALLPROP = b'<?xml version="1.0" encoding="utf-8"?>\n<D:propfind xmlns:D="DAV:"><
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """A daemon with the default WebDAV settings and users alice, bob, carol and dave (the last two
     with a byte quota each)."""
-    daemon = Daemon(tmp_path_factory.mktemp("webdav-shared"))
-    daemon.start()
-    try:
-        daemon.add_user("alice")
-        daemon.add_user("bob")
+    with running_daemon(tmp_path_factory.mktemp("webdav-shared"), ("alice", "bob")) as daemon:
         daemon.add_user("carol", PASSWORD, None, "--quota-bytes", str(QUOTA_BYTES))
         daemon.add_user("dave", PASSWORD, None, "--quota-bytes", str(QUOTA_BYTES))
         yield daemon
-    finally:
-        if daemon.proc is not None:
-            daemon.stop()
 
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """A daemon that answers PROPFIND Depth: infinity and takes XML bodies of at most 4 KiB."""
-    daemon = Daemon(tmp_path_factory.mktemp("webdav-tuned"),
-                    webdav={"allow_depth_infinity": True, "max_xml_bytes": 4096})
-    daemon.start()
-    try:
-        daemon.add_user("alice")
+    with running_daemon(tmp_path_factory.mktemp("webdav-tuned"),
+                        webdav={"allow_depth_infinity": True, "max_xml_bytes": 4096}) as daemon:
         yield daemon
-    finally:
-        if daemon.proc is not None:
-            daemon.stop()
 
 
 def dav(daemon: Daemon, user: str = "alice", password: str = PASSWORD, tls: bool = False,

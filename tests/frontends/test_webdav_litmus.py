@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import PASSWORD, Daemon, require_tool
+from tests.support import PASSWORD, Daemon, require_tool, running_daemon
 
 SUITES = ["basic", "copymove", "props", "locks", "http"]
 SUMMARY = re.compile(r"<- summary for `(\w+)': of (\d+) tests run: (\d+) passed, (\d+) failed\.")
@@ -32,14 +32,8 @@ PROPFIND = (f'<?xml version="1.0" encoding="utf-8"?>\n'
 @pytest.fixture(scope="module")
 def litmus_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """One daemon with user alice for all the suites (each suite starts from a fresh /litmus/)."""
-    daemon = Daemon(tmp_path_factory.mktemp("litmus-daemon"))
-    daemon.start()
-    try:
-        daemon.add_user("alice")
+    with running_daemon(tmp_path_factory.mktemp("litmus-daemon")) as daemon:
         yield daemon
-    finally:
-        if daemon.proc is not None:
-            daemon.stop()
 
 
 def dav_client(daemon: Daemon) -> httpx.Client:

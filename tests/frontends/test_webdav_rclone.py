@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import PASSWORD, Daemon, paramiko_sftp, require_tool
+from tests.support import PASSWORD, Daemon, paramiko_sftp, require_tool, running_daemon
 
 REMOTE = ":webdav:"
 MIB = 1024 * 1024
@@ -81,14 +81,8 @@ class DavRclone:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """One daemon with user alice for the module; each test works below a directory of its own."""
-    daemon = Daemon(tmp_path_factory.mktemp("webdav-rclone"))
-    daemon.start()
-    try:
-        daemon.add_user("alice")
+    with running_daemon(tmp_path_factory.mktemp("webdav-rclone")) as daemon:
         yield daemon
-    finally:
-        if daemon.proc is not None:
-            daemon.stop()
 
 
 @pytest.fixture
