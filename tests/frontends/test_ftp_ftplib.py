@@ -51,6 +51,19 @@ class TestTransfers:
         assert b"" == _get(client, "empty")
         client.quit()
 
+    @pytest.mark.parametrize("mode", ["plain", "explicit"])
+    def test_download_is_audited_with_its_bytes(self, alice: Daemon, mode: FtpMode) -> None:
+        """RETR, whole and after REST, delivers the right bytes and logs fs.download with the count
+        (plain FTP sends local blobs with sendfile, TLS in hops: both are counted)."""
+        client = ftp_login(alice, mode=mode)
+        data = os.urandom(3 * 1024 * 1024 + 5)
+        _put(client, "d.bin", data)
+        assert data == _get(client, "d.bin")
+        assert data[1000:] == _get(client, "d.bin", rest=1000)
+        client.quit()
+        alice.wait_event("fs.download", path="/d.bin", outcome="ok", bytes=len(data))
+        alice.wait_event("fs.download", path="/d.bin", outcome="ok", bytes=len(data) - 1000)
+
     def test_upload_replaces_atomically_and_is_audited(self, ftp: ftplib.FTP, alice: Daemon) -> None:
         """STOR over an existing file replaces it and logs fs.upload with the SHA-256."""
         _put(ftp, "f", b"old")

@@ -49,7 +49,16 @@ class DataChannel(DTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
         super().__init__(sock, cmd_channel)
 
     def use_sendfile(self) -> bool:
-        return False  # content lives in blobs behind the VirtualFS, not in a file pyftpdlib could name
+        """sendfile for a binary download over plain FTP whose blob is a local file: the kernel
+        copies it to the socket (pyftpdlib drives it). TLS, ASCII mode and other stores send hops."""
+        if (not self.cmd_channel.use_sendfile or self.receive or isinstance(self.socket, SSL.Connection)
+                or self.cmd_channel._current_type != "i"):
+            return False
+        try:
+            self.file_obj.fileno()
+        except (AttributeError, OSError):
+            return False
+        return True
 
     def recv(self, buffer_size: int) -> bytes:
         try:
@@ -100,6 +109,8 @@ class DataChannel(DTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
         ok = self.transfer_finished
         if self.receive:
             ok = ok and self.ended_cleanly() and self.cmd_channel.control_alive()
+        elif getattr(self, "_filefd", None) is not None:  # sent with sendfile, not through read()
+            self.file_obj.count_sent(self.tot_bytes_sent)
         try:
             self.file_obj.finish(ok)
         except OSError as exc:

@@ -84,16 +84,35 @@ class DownloadFile:
         self.name = download.path
         self.closed = False
         self._view = memoryview(first)
+        self._offset = offset
         self._next = offset + len(first)  # where the next hop starts
         self._ahead: concurrent.futures.Future[bytes] | None = None
-        self._read_ahead()
+        self._started = False  # the readahead begins with the first read (not at all with sendfile)
 
     def _read_ahead(self) -> None:
         if self._next < self.download.inode.size:
             self._ahead = self.bridge.submit(self.download.read, self._next, HOP_BYTES,
                                              session=self.download.session)
 
+    def fileno(self) -> int:
+        """The blob's file, for the data channel's sendfile; OSError when it is not a local file."""
+        fd = self.download.local_file()
+        if fd is None:
+            raise OSError("the content is not a local file")
+        return fd
+
+    def tell(self) -> int:
+        """Where the transfer starts (REST), for sendfile."""
+        return self._offset
+
+    def count_sent(self, nbytes: int) -> None:
+        """Bytes the kernel sent from the file directly (sendfile), for the download's audit event."""
+        self.download.sent = nbytes
+
     def read(self, size: int) -> memoryview:
+        if not self._started:
+            self._started = True
+            self._read_ahead()
         if not self._view and self._ahead is not None:
             data = self.bridge.result(self._ahead)
             self._ahead = None

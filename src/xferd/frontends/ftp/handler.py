@@ -76,7 +76,7 @@ class SessionHandler(TLS_FTPHandler):  # type: ignore[misc]  # pyftpdlib is unty
     passive_dtp = PassiveListener
     active_dtp = ActiveConnector
     abstracted_fs = VfsFilesystem
-    use_sendfile = False
+    use_sendfile = True  # for plain binary downloads of local blobs (DataChannel.use_sendfile)
     auth_failed_timeout = 1  # seconds before a failed login is answered (slows guessing)
     # pyftpdlib's own state, typed for the places this class touches it
     _in_buffer: list[bytes]
