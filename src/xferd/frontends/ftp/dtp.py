@@ -37,6 +37,9 @@ RECV_BYTES = 256 * 1024  # per socket read; the file wrapper gathers them into 1
 TRANSFER_REPLIES = {errno.EDQUOT: 552, errno.ENOSPC: 452, errno.EIO: 451}
 
 
+SENDFILE_BYTES = 16 * 1024 * 1024
+
+
 class DataChannel(DTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
     ac_in_buffer_size = RECV_BYTES
     ac_out_buffer_size = HOP_BYTES
@@ -58,6 +61,9 @@ class DataChannel(DTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
             self.file_obj.fileno()
         except (AttributeError, OSError):
             return False
+        # pyftpdlib asks the kernel for ac_out_buffer_size bytes per wake-up; hops of the bridge's
+        # size would cost a loop iteration per MiB for no reason here.
+        self.ac_out_buffer_size = SENDFILE_BYTES
         return True
 
     def recv(self, buffer_size: int) -> bytes:
