@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sftp_bench import BenchError, parse_override, process_tree, signal_if_same, tail
+from sftp_bench import BenchError, check_running, render_config, stop_tree
 
 MIB = 1024 * 1024
 MB = 1_000_000
@@ -102,22 +102,11 @@ class Server:
     log_path: Path
 
     def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise BenchError(f"{self.name} exited with {self.proc.returncode}; log tail:\n{tail(self.log_path)}")
+        check_running(self.name, self.proc, self.log_path)
 
     def stop(self) -> None:
         """SIGTERM the server and what it forked (vsftpd forks per connection), then SIGKILL the rest."""
-        if self.proc.poll() is not None:
-            return
-        tree = process_tree(self.proc.pid)
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        for pid, started in tree[1:]:
-            signal_if_same(pid, started, signal.SIGKILL)
+        stop_tree(self.proc)
 
     def url(self, path: str) -> str:
         return f"ftp://127.0.0.1:{self.port}/{self.prefix}{path}"
@@ -154,23 +143,18 @@ def start_xferd(work: Path, ports: Ports, cert: Path, key: Path, overrides: Sequ
     base = work / "xferd"
     base.mkdir()
     port, passive = ports.take(), ports.take(100)
-    tables: dict[str, dict[str, Any]] = {
+    config = base / "xferd.toml"
+    config.write_text(render_config(base / "data", {
         "log": {"level": "warning", "format": "json"},
+        # Only the frontend under test: the others would take their fixed default ports.
         "sftp": {"enabled": False},
+        "webdav": {"enabled": False},
         "ftp": {"addresses": ["127.0.0.1"], "port": port, "implicit_tls_port": 0,
                 "passive_ports": f"{passive}-{passive + 99}", "tls_cert": str(cert), "tls_key": str(key)},
         # Each 1 GiB upload replaces the last; collect replaced blobs soon so the tmpfs does not fill.
         "gc": {"interval": 5.0, "grace": 0.0},
         "daemon": {"shutdown_grace": 2.0},
-    }
-    for item in overrides:
-        section, name, value = parse_override(item)
-        tables.setdefault(section, {})[name] = value
-    lines = [f"data_dir = {json.dumps(str(base / 'data'))}"]
-    for section, values in tables.items():
-        lines += [f"[{section}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())]
-    config = base / "xferd.toml"
-    config.write_text("\n".join(lines) + "\n")
+    }, overrides))
     subprocess.run([sys.executable, "-m", "xferd", "user", "add", "bench", "--password-stdin", "--config",
                     str(config)], input=PASSWORD + "\n", text=True, capture_output=True, check=True, cwd=base)
     log_path = base / "xferd.log"

@@ -148,6 +148,39 @@ def tail(path: Path, lines: int = 15) -> str:
 # ---------------------------------------------------------------------------------------------- servers
 
 
+def check_running(name: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Raise BenchError, with the log's tail, if a server under test has exited."""
+    code = proc.poll()
+    if code is None:
+        return
+    # The servers exit 0 only when told to stop, which a bench does only in stop_tree().
+    hint = " (a clean stop: something else told it to stop)" if code == 0 else ""
+    if code < 0:
+        hint = f" (killed by {signal.Signals(-code).name})"
+    raise BenchError(f"{name} exited with {code}{hint}; log tail:\n{tail(log_path)}")
+
+
+def stop_tree(proc: subprocess.Popen[bytes], wait: float = 20.0, terminate_children: bool = False) -> None:
+    """SIGTERM a server, SIGKILL it if it outlives ``wait``, then end every process it started
+    (with SIGTERM and a moment's grace first when ``terminate_children``, else at once with SIGKILL)."""
+    if proc.poll() is not None:
+        return
+    # Taken before the server dies: its children are re-parented to init after that.
+    tree = process_tree(proc.pid)
+    proc.terminate()
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    if terminate_children:
+        for pid, started in tree[1:]:
+            signal_if_same(pid, started, signal.SIGTERM)
+        time.sleep(0.2)
+    for pid, started in tree[1:]:
+        signal_if_same(pid, started, signal.SIGKILL)
+
+
 @dataclass
 class Server:
     """A server under test: how to reach it and which processes are its own."""
@@ -165,32 +198,11 @@ class Server:
         return sum(status_kib(p, "VmRSS") for p in pids), sum(status_kib(p, "Pss") for p in pids)
 
     def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is None:
-            return
-        # Both servers exit 0 only on SIGTERM/SIGINT, which this bench sends only in stop().
-        hint = " (a clean stop: something else sent it SIGTERM or SIGINT)" if code == 0 else ""
-        if code < 0:
-            hint = f" (killed by {signal.Signals(-code).name})"
-        raise BenchError(f"{self.name} exited with {code}{hint}; log tail:\n{tail(self.log_path)}")
+        check_running(self.name, self.proc, self.log_path)
 
     def stop(self) -> None:
         """SIGTERM the listener and every process it forked, then SIGKILL what is left."""
-        if self.proc.poll() is not None:
-            return
-        # Taken before the listener dies: its per-connection children are re-parented to init after that.
-        tree = process_tree(self.proc.pid)
-        self.proc.terminate()
-        try:
-            self.proc.wait(self.stop_wait)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        for pid, started in tree[1:]:
-            signal_if_same(pid, started, signal.SIGTERM)
-        time.sleep(0.2)
-        for pid, started in tree[1:]:
-            signal_if_same(pid, started, signal.SIGKILL)
+        stop_tree(self.proc, self.stop_wait, terminate_children=True)
 
 
 def wait_ready(server: Server, timeout: float = 60.0) -> None:
@@ -211,11 +223,18 @@ def wait_ready(server: Server, timeout: float = 60.0) -> None:
 def xferd_config(data_dir: Path, port: int, sessions: int, overrides: Sequence[str]) -> str:
     # Storage fsync and SQLite synchronous=full stay at their defaults (what operators run); on tmpfs
     # an fsync costs next to nothing. The per-user session cap must admit the idle-session test.
-    tables: dict[str, dict[str, Any]] = {
+    return render_config(data_dir, {
         "log": {"level": "warning", "format": "json"},
         "sftp": {"addresses": ["127.0.0.1"], "port": port, "max_sessions_per_user": sessions + 16},
+        # Only the frontend under test: the others would take their fixed default ports.
+        "ftp": {"enabled": False},
+        "webdav": {"enabled": False},
         "daemon": {"shutdown_grace": 2.0},  # cleanup must not wait 30 s for a transfer the bench abandoned
-    }
+    }, overrides)
+
+
+def render_config(data_dir: Path, tables: dict[str, dict[str, Any]], overrides: Sequence[str]) -> str:
+    """An xferd config file: ``tables`` by section, then each ``--xferd-set`` override on top."""
     for item in overrides:
         section, key, value = parse_override(item)
         tables.setdefault(section, {})[key] = value

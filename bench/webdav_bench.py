@@ -52,11 +52,11 @@ import asyncssh
 
 from sftp_bench import (
     BenchError,
+    check_running,
     free_port,
     make_big_file,
-    parse_override,
-    process_tree,
-    signal_if_same,
+    render_config,
+    stop_tree,
     summarize_log,
     tail,
 )
@@ -91,28 +91,11 @@ class Server:
     extra_ports: tuple[int, ...] = ()  # xferd: the SFTP port used to make the listed entries
 
     def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is None:
-            return
-        # Both servers exit 0 only on a signal to stop, which this bench sends only in stop().
-        hint = " (a clean stop: something else sent it SIGTERM, SIGINT or SIGQUIT)" if code == 0 else ""
-        if code < 0:
-            hint = f" (killed by {signal.Signals(-code).name})"
-        raise BenchError(f"{self.name} exited with {code}{hint}; log tail:\n{tail(self.log_path)}")
+        check_running(self.name, self.proc, self.log_path)
 
     def stop(self) -> None:
         """SIGTERM the server (nginx: its master) and then SIGKILL whatever it started that is left."""
-        if self.proc.poll() is not None:
-            return
-        tree = process_tree(self.proc.pid)  # before the master dies: its workers are re-parented after
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        for pid, started in tree[1:]:
-            signal_if_same(pid, started, signal.SIGKILL)
+        stop_tree(self.proc)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
@@ -183,7 +166,8 @@ def start_xferd(work: Path, ports: set[int], overrides: Sequence[str]) -> Server
     base = work / "xferd"
     base.mkdir()
     port, sftp_port = free_port(ports), free_port(ports)
-    tables: dict[str, dict[str, Any]] = {
+    config = base / "xferd.toml"
+    config.write_text(render_config(base / "data", {
         "log": {"level": "warning", "format": "json"},
         "webdav": {"enabled": True, "addresses": ["127.0.0.1"], "port": port, "tls_port": 0},
         # SFTP only to make the listed collection's entries (untimed); FTP is not needed.
@@ -192,16 +176,7 @@ def start_xferd(work: Path, ports: set[int], overrides: Sequence[str]) -> Server
         # Each 1 GiB PUT replaces the last; collect replaced blobs soon so the tmpfs does not fill.
         "gc": {"interval": 5.0, "grace": 0.0},
         "daemon": {"shutdown_grace": 2.0},  # cleanup must not wait 30 s for a transfer the bench abandoned
-    }
-    for item in overrides:
-        section, name, value = parse_override(item)
-        tables.setdefault(section, {})[name] = value
-    lines = [f"data_dir = {json.dumps(str(base / 'data'))}"]
-    for section, values in tables.items():
-        # JSON spells strings, numbers, booleans and lists of strings the way TOML does.
-        lines += [f"[{section}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())]
-    config = base / "xferd.toml"
-    config.write_text("\n".join(lines) + "\n")
+    }, overrides))
     added = subprocess.run([sys.executable, "-m", "xferd", "user", "add", USER, "--password-stdin", "--config",
                             str(config)], input=PASSWORD + "\n", text=True, capture_output=True, check=False,
                            cwd=base, timeout=120)
