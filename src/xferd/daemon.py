@@ -129,31 +129,22 @@ class Daemon:
                 raise StartupError(f"cannot listen for SFTP on port {config.sftp.port}: {exc.strerror or exc}") \
                     from exc
             listening += [Listening("sftp", host, port) for host, port in self.sftp.addresses]
-        if config.ftp.enabled:
+        for enabled, start in ((config.ftp.enabled, self._start_ftp), (config.webdav.enabled, self._start_webdav)):
+            if not enabled:
+                continue
             try:
-                await self._start_ftp(auth)
+                listening += [Listening(kind, host, port) for kind, host, port in await start(auth)]
             except StartupError:
                 await self._stop_frontends()
                 await self._close_stores()
                 raise
-            assert self.ftp is not None
-            listening += [Listening(kind, host, port) for kind, host, port in self.ftp.addresses]
-        if config.webdav.enabled:
-            try:
-                await self._start_webdav(auth)
-            except StartupError:
-                await self._stop_frontends()
-                await self._close_stores()
-                raise
-            assert self.webdav is not None
-            listening += [Listening(kind, host, port) for kind, host, port in self.webdav.addresses]
         await self.collector.reclaim_crashed_uploads()
         self._gc_task = asyncio.get_running_loop().create_task(self.collector.run_forever(), name="xferd-gc")
         log.info("daemon.started", version=__version__, node=self.owner,
                  listening=[f"{x.protocol}://{x.host}:{x.port}" for x in listening])
         return listening
 
-    async def _start_ftp(self, auth: Authenticator) -> None:
+    async def _start_ftp(self, auth: Authenticator) -> list[tuple[str, str, int]]:
         ftp = self.config.ftp
         try:
             files = certs.load_or_create(ftp.tls_cert, ftp.tls_key, self.config.tls_dir)
@@ -168,13 +159,14 @@ class Daemon:
         except OSError as exc:
             port = getattr(exc, "port", ftp.port)
             raise StartupError(f"cannot listen for FTP on port {port}: {exc.strerror or exc}") from exc
+        return self.ftp.addresses
 
     def _bridge(self) -> Bridge:
         if self.bridge is None:
             self.bridge = Bridge(asyncio.get_running_loop(), timeout=self.config.ftp.data_timeout)
         return self.bridge
 
-    async def _start_webdav(self, auth: Authenticator) -> None:
+    async def _start_webdav(self, auth: Authenticator) -> list[tuple[str, str, int]]:
         dav = self.config.webdav
         files = None
         if dav.tls_port:
@@ -190,6 +182,7 @@ class Daemon:
         except OSError as exc:
             port = getattr(exc, "port", dav.port)
             raise StartupError(f"cannot listen for WebDAV on port {port}: {exc.strerror or exc}") from exc
+        return self.webdav.addresses
 
     async def _stop_frontends(self) -> None:
         if self.sftp is not None:
