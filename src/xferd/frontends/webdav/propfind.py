@@ -129,8 +129,6 @@ class Listing:
         is_dir = inode.kind == "dir"
         href = quote(path + ("/" if is_dir and path != "/" else ""), safe="/")
         dead = self.dead.get(inode.ino, {})
-        if not self.wanted and not self.locks:
-            return self._allprop(href, path, inode, dead)
         found: list[str] = []
         missing: list[str] = []
         names = self.wanted or [DAV + n for n in ALLPROP]
@@ -157,56 +155,20 @@ class Listing:
     def _allprop_rows(self) -> Iterator[str]:
         """allprop without locks, one template per entry: the listing Explorer, Finder and rclone ask
         for, kept tight (10,000 entries cost about as much as the query that lists them)."""
-        etags, dead_props, empty = self.etags, self.dead, EMPTY_SUMS.md5
+        etags, dead_props = self.etags, self.dead
         prefix = self.base.rstrip("/") + "/"
         quoted_prefix = quote(prefix, safe="/")
         start = len(prefix)
-        tail = f"<D:lockdiscovery/>{SUPPORTED_LOCK}"
         for index, (path, inode) in enumerate(self.entries):
             if index == 0:  # the target itself
-                yield self._allprop(quote(path + ("/" if inode.kind == "dir" and path != "/" else ""), safe="/"),
-                                    path, inode, dead_props.get(inode.ino, {}))
-                continue
-            name = path[start:]
-            href = quoted_prefix + (name if _PLAIN.fullmatch(name) else quote(name, safe=""))
+                href, name = quote(path.rstrip("/"), safe="/"), path.rstrip("/").rsplit("/", 1)[-1]
+            else:
+                name = path[start:]
+                href = quoted_prefix + (name if _PLAIN.fullmatch(name) else quote(name, safe=""))
             if "&" in name or "<" in name or ">" in name:
                 name = escape(name)
             extra = "".join(_element(v) for v in dead_props[inode.ino].values()) if inode.ino in dead_props else ""
-            if inode.kind == "dir":
-                yield (f"<D:response><D:href>{href}/</D:href><D:propstat><D:prop>"
-                       f"<D:resourcetype><D:collection/></D:resourcetype>"
-                       f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>"
-                       f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
-                       f"<D:displayname>{name}</D:displayname>{tail}{extra}"
-                       "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
-            else:
-                yield (f"<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/>"
-                       f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>"
-                       f"<D:getcontentlength>{inode.size}</D:getcontentlength>"
-                       f"<D:getcontenttype>{content_type(path)}</D:getcontenttype>"
-                       f'<D:getetag>"{etags.get(inode.blob_id, empty) if inode.blob_id else empty}"</D:getetag>'
-                       f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
-                       f"<D:displayname>{name}</D:displayname>{tail}{extra}"
-                       "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
-
-    def _allprop(self, href: str, path: str, inode: Inode, dead: dict[str, str]) -> str:
-        """allprop without locks, in one template: the common listing (Explorer, Finder, rclone)."""
-        name = escape(path.rstrip("/").rsplit("/", 1)[-1])
-        extra = "".join(_element(v) for v in dead.values()) if dead else ""
-        if inode.kind == "dir":
-            kind = "<D:resourcetype><D:collection/></D:resourcetype>"
-            content = ""
-        else:
-            md5 = self.etags.get(inode.blob_id or "", EMPTY_SUMS.md5)
-            kind = "<D:resourcetype/>"
-            content = (f"<D:getcontentlength>{inode.size}</D:getcontentlength>"
-                       f"<D:getcontenttype>{content_type(path)}</D:getcontenttype>"
-                       f'<D:getetag>"{md5}"</D:getetag>')
-        return (f"<D:response><D:href>{href}</D:href><D:propstat><D:prop>{kind}"
-                f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>{content}"
-                f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
-                f"<D:displayname>{name}</D:displayname><D:lockdiscovery/>{SUPPORTED_LOCK}{extra}"
-                "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
+            yield _allprop_row(href, name, path, inode, etags, extra)
 
     def _live(self, local: str, path: str, inode: Inode) -> str | None:
         is_dir = inode.kind == "dir"
@@ -254,6 +216,29 @@ class Listing:
                 f"<D:locktoken><D:href>{escape(lock.token)}</D:href></D:locktoken>"
                 f"<D:lockroot><D:href>{quote(root, safe='/')}</D:href></D:lockroot></D:activelock>")
         return f"<D:lockdiscovery>{''.join(active)}</D:lockdiscovery>"
+
+
+_ALLPROP_TAIL = f"<D:lockdiscovery/>{SUPPORTED_LOCK}"
+
+
+def _allprop_row(href: str, name: str, path: str, inode: Inode, etags: dict[str, str], extra: str) -> str:
+    """One entry's allprop response; ``href`` without a collection's trailing slash, ``name`` escaped."""
+    if inode.kind == "dir":
+        return (f"<D:response><D:href>{href}/</D:href><D:propstat><D:prop>"
+                f"<D:resourcetype><D:collection/></D:resourcetype>"
+                f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>"
+                f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
+                f"<D:displayname>{name}</D:displayname>{_ALLPROP_TAIL}{extra}"
+                "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
+    md5 = etags.get(inode.blob_id, EMPTY_SUMS.md5) if inode.blob_id else EMPTY_SUMS.md5
+    return (f"<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/>"
+            f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>"
+            f"<D:getcontentlength>{inode.size}</D:getcontentlength>"
+            f"<D:getcontenttype>{content_type(path)}</D:getcontenttype>"
+            f'<D:getetag>"{md5}"</D:getetag>'
+            f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
+            f"<D:displayname>{name}</D:displayname>{_ALLPROP_TAIL}{extra}"
+            "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
 
 
 def _owner(owner: str) -> str:
