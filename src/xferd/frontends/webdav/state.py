@@ -103,9 +103,8 @@ class LockStorage:
     def delete(self, token: str) -> bool:
         req = _request()
         req.environ.pop("xferd.locks", None)
-        lock = req.call(req.vfs.get_lock, token)
-        where = paths.from_tenant(req.session.user.home, lock.path) if lock is not None else None
-        return bool(req.call(req.vfs.unlock, where or "/", token))
+        # The audit event names the request's path (UNLOCK's URL, or the DELETE or MOVE that ends the lock).
+        return bool(req.call(req.vfs.unlock, req.environ.get("PATH_INFO") or "/", token))
 
     def get_lock_list(self, path: str, *, include_root: bool, include_children: bool,
                       token_only: bool) -> list[Any]:
