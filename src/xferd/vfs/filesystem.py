@@ -238,21 +238,22 @@ class VirtualFS:
 
     @audited("fs.list", durable=False)
     async def list(self, s: Session, path: str | bytes) -> Listing:
+        r, inode = await self._listable(s, path)
+        return Listing(r.real, inode, await self.md.list_dir(s.tenant.id, inode.ino))
+
+    async def _listable(self, s: Session, path: str | bytes) -> tuple[Resolved, Inode]:
+        """A directory the user may list."""
         r = await self._resolve(s, path, True)
         inode = self._existing(r)
         if inode.kind != "dir":
             raise NotADirectory(path=paths.to_client(r.real))
         self._require(s, r.real, Perm.LIST)
-        return Listing(r.real, inode, await self.md.list_dir(s.tenant.id, inode.ino))
+        return r, inode
 
     @audited("fs.list", durable=False)
     async def list_md5s(self, s: Session, path: str | bytes) -> tuple[Listing, dict[str, str]]:
         """:meth:`list`, with the stored MD5 of each file by blob id (WebDAV's ETags), in one query."""
-        r = await self._resolve(s, path, True)
-        inode = self._existing(r)
-        if inode.kind != "dir":
-            raise NotADirectory(path=paths.to_client(r.real))
-        self._require(s, r.real, Perm.LIST)
+        r, inode = await self._listable(s, path)
         entries, md5s = await self.md.list_dir_md5s(s.tenant.id, inode.ino)
         return Listing(r.real, inode, entries), md5s
 
@@ -549,7 +550,7 @@ class VirtualFS:
             raise PermissionDenied(path=paths.to_client(r.real))
         where = paths.tenant_path(s.user.home, r.real)
         await self._lock_conflicts(s, where, depth, scope, paths.to_client(r.real))
-        lifetime = LOCK_TIMEOUT_MAX if lifetime < 0 else min(lifetime, LOCK_TIMEOUT_MAX)
+        lifetime = _lock_lifetime(lifetime)
         record = LockRecord(f"opaquelocktoken:{uuid.uuid4()}", where, depth, scope, owner, s.user.id, s.user.name,
                             lifetime, time.time() + lifetime)
         await self.md.create_lock(s.tenant.id, record)
@@ -571,7 +572,7 @@ class VirtualFS:
                 raise Locked("An upload to this file is in progress", path=shown)
 
     async def refresh_lock(self, s: Session, token: str, lifetime: float) -> LockRecord | None:
-        lifetime = LOCK_TIMEOUT_MAX if lifetime < 0 else min(lifetime, LOCK_TIMEOUT_MAX)
+        lifetime = _lock_lifetime(lifetime)
         return await self.md.refresh_lock(s.tenant.id, token, lifetime, time.time() + lifetime)
 
     @audited("fs.unlock")
@@ -616,6 +617,11 @@ class VirtualFS:
 
     async def user_names(self, s: Session, ids: Sequence[int]) -> dict[int, str]:
         return await self.md.user_names(s.tenant.id, ids)
+
+
+def _lock_lifetime(requested: float) -> float:
+    """The seconds a lock is granted: what was asked, at most a week (infinite, -1, is a week)."""
+    return LOCK_TIMEOUT_MAX if requested < 0 else min(requested, LOCK_TIMEOUT_MAX)
 
 
 def _inside(ancestor: str, path: str) -> bool:
