@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import mimetypes
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -26,7 +25,6 @@ from wsgidav.dav_error import (
     HTTP_INSUFFICIENT_STORAGE,
     HTTP_INTERNAL_ERROR,
     HTTP_LOCKED,
-    HTTP_METHOD_NOT_ALLOWED,
     HTTP_NOT_FOUND,
     HTTP_NOT_IMPLEMENTED,
     HTTP_PRECONDITION_FAILED,
@@ -36,6 +34,7 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
 from xferd import errors
 from xferd.frontends.bridge import Bridge
+from xferd.frontends.webdav.propfind import content_type
 from xferd.metadata.models import Inode, LockRecord, Perm
 from xferd.vfs.filesystem import EMPTY_SUMS, OpenMode, SetAttrs, VirtualFS
 from xferd.vfs.session import Session
@@ -85,10 +84,6 @@ def dav_errors() -> Iterator[None]:
         raise
     except OSError as exc:
         raise DAVError(status_of(exc), context_info=str(exc.strerror or exc)) from exc
-
-
-def etag_of(md5: str | None) -> str:
-    return md5 or EMPTY_SUMS.md5
 
 
 class Request:
@@ -161,24 +156,23 @@ class _Common:
 
 
 class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]  # wsgidav is untyped
-    def __init__(self, path: str, environ: dict[str, Any], inode: Inode | None, pending: bool = False) -> None:
+    def __init__(self, path: str, environ: dict[str, Any], inode: Inode | None) -> None:
+        """``inode`` None: a PUT's new file, which exists only once its upload commits."""
         super().__init__(path, environ)
         self.req = Request(environ)
         self.inode = inode or Inode(0, "file", 0, 0o644, 0.0, 0.0, 0.0, 1, None, None, None)
-        self.pending = pending  # a PUT's new file: nothing exists until its upload commits
         self.writer: UploadStream | None = None
 
     def get_content_length(self) -> int:
         return self.inode.size
 
     def get_content_type(self) -> str:
-        kind, _ = mimetypes.guess_type(self.path)
-        return kind or "application/octet-stream"
+        return content_type(self.path)
 
     def get_etag(self) -> str:
         if self.inode.blob_id is None:
             return EMPTY_SUMS.md5
-        return etag_of(self.req.etags([self.inode]).get(self.inode.blob_id))
+        return self.req.etags([self.inode]).get(self.inode.blob_id, EMPTY_SUMS.md5)
 
     def support_etag(self) -> bool:
         return True
@@ -203,7 +197,6 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]  # wsgidav 
                 self.inode = writer.inode
             else:
                 self.inode = self.req.call(self.req.vfs.stat, self.path)
-            self.pending = False
 
     def delete(self) -> None:
         if _replaced_by_move(self.environ, self.path):
@@ -261,7 +254,7 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]  # wsgidav i
     def create_empty_resource(self, name: str) -> FileResource:
         path = util.join_uri(self.path, name)
         if self.environ.get("REQUEST_METHOD") == "PUT":
-            return FileResource(path, self.environ, None, pending=True)
+            return FileResource(path, self.environ, None)
         # LOCK on an unmapped URL creates an empty file (RFC 4918, 7.3), but only when the lock
         # will be granted: wsgidav creates the file before it takes the lock.
         depth, scope = lock_request(self.environ)
@@ -539,5 +532,3 @@ class XferdProvider(DAVProvider):  # type: ignore[misc]  # wsgidav is untyped
     def is_readonly(self) -> bool:
         return False
 
-
-__all__ = ["HTTP_METHOD_NOT_ALLOWED", "XferdProvider", "dav_errors", "status_of"]
