@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import structlog
 from lxml import etree
@@ -39,7 +38,7 @@ from xferd.config import WebdavConfig
 from xferd.frontends.bridge import Bridge
 from xferd.frontends.net import is_loopback, plain_ip
 from xferd.frontends.webdav import browse, fastget, propfind, state
-from xferd.frontends.webdav.provider import XferdProvider
+from xferd.frontends.webdav.provider import XferdProvider, destination_path
 from xferd.vfs.filesystem import VirtualFS
 from xferd.vfs.session import Session
 
@@ -227,10 +226,7 @@ class WebdavApp:
 def _dot_dot(environ: dict[str, Any]) -> bool:
     """Whether the path or the Destination has a ``..`` segment (clients send normalized URLs;
     wsgidav would answer one that climbs above the root with an incomplete response)."""
-    paths = [environ.get("PATH_INFO") or ""]
-    destination = environ.get("HTTP_DESTINATION")
-    if destination:
-        paths.append(unquote(urlsplit(destination).path))
+    paths = [environ.get("PATH_INFO") or "", destination_path(environ) or ""]
     return any(".." in p.split("/") for p in paths)
 
 

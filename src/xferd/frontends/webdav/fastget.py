@@ -16,12 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from email.utils import formatdate
 from typing import Any
 
 from cheroot import wsgi
 
-from xferd.frontends.webdav.propfind import content_type
+from xferd.frontends.webdav.propfind import content_type, http_date
 from xferd.vfs.filesystem import EMPTY_SUMS, VirtualFS
 from xferd.vfs.session import Session
 from xferd.vfs.transfers import Download
@@ -88,7 +87,7 @@ def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
     inode = download.inode
     start_response("200 OK", [
         ("Content-Type", content_type(path)), ("Content-Length", str(inode.size)), ("ETag", f'"{md5}"'),
-        ("Last-Modified", formatdate(int(inode.mtime), usegmt=True)), ("Accept-Ranges", "bytes")])
+        ("Last-Modified", http_date(inode.mtime)), ("Accept-Ranges", "bytes")])
     return FileSpan(environ, download, fd, inode.size, frontend.config.block_size)
 
 

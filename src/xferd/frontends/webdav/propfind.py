@@ -177,7 +177,7 @@ class Listing:
         if local == "creationdate":
             return f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>"
         if local == "getlastmodified":
-            return f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
+            return f"<D:getlastmodified>{http_date(inode.mtime)}</D:getlastmodified>"
         if local == "displayname":
             name = path.rstrip("/").rsplit("/", 1)[-1]
             return f"<D:displayname>{escape(name)}</D:displayname>"
@@ -227,7 +227,7 @@ def _allprop_row(href: str, name: str, path: str, inode: Inode, etags: dict[str,
         return (f"<D:response><D:href>{href}/</D:href><D:propstat><D:prop>"
                 f"<D:resourcetype><D:collection/></D:resourcetype>"
                 f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>"
-                f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
+                f"<D:getlastmodified>{http_date(inode.mtime)}</D:getlastmodified>"
                 f"<D:displayname>{name}</D:displayname>{_ALLPROP_TAIL}{extra}"
                 "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
     md5 = etags.get(inode.blob_id, EMPTY_SUMS.md5) if inode.blob_id else EMPTY_SUMS.md5
@@ -236,7 +236,7 @@ def _allprop_row(href: str, name: str, path: str, inode: Inode, etags: dict[str,
             f"<D:getcontentlength>{inode.size}</D:getcontentlength>"
             f"<D:getcontenttype>{content_type(path)}</D:getcontenttype>"
             f'<D:getetag>"{md5}"</D:getetag>'
-            f"<D:getlastmodified>{_http_date(inode.mtime)}</D:getlastmodified>"
+            f"<D:getlastmodified>{http_date(inode.mtime)}</D:getlastmodified>"
             f"<D:displayname>{name}</D:displayname>{_ALLPROP_TAIL}{extra}"
             "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
 
@@ -267,7 +267,7 @@ def _iso_date(when: float) -> str:
     return _iso_second(int(when))
 
 
-def _http_date(when: float) -> str:
+def http_date(when: float) -> str:
     return _http_second(int(when))
 
 

@@ -310,11 +310,17 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]  # wsgidav i
         self.req.call(self.req.vfs.rename, self.path, dest_path, False)
 
 
+def destination_path(environ: dict[str, Any]) -> str | None:
+    """The path of a COPY or MOVE's Destination URL, decoded; None without one."""
+    destination = environ.get("HTTP_DESTINATION")
+    return unquote(urlsplit(destination).path) if destination else None
+
+
 def _replaced_by_move(environ: dict[str, Any], path: str) -> bool:
     if environ.get("REQUEST_METHOD") != "MOVE" or environ.get("HTTP_OVERWRITE", "T").upper() != "T":
         return False
-    destination = environ.get("HTTP_DESTINATION", "")
-    return bool(destination) and unquote(urlsplit(destination).path).rstrip("/") == path.rstrip("/")
+    destination = destination_path(environ)
+    return destination is not None and destination.rstrip("/") == path.rstrip("/")
 
 
 def lock_request(environ: dict[str, Any]) -> tuple[str, str]:
