@@ -21,7 +21,7 @@ TENANT = 7
 
 
 def sums(data: bytes) -> Checksums:
-    return Checksums(hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest())
+    return Checksums(hashlib.sha256(data).hexdigest())
 
 
 @pytest.fixture

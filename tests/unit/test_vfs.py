@@ -506,6 +506,24 @@ class TestChecksumAndSpace:
         assert (sha256(data), hashlib.md5(data).hexdigest()) == (
             await vfs.checksum(alice, "f", "sha256"), await vfs.checksum(alice, "f", "md5"))
 
+    async def test_md5_is_computed_once_then_stored(self, vfs: VirtualFS, alice: Session) -> None:
+        """An upload stores SHA-256 only; the first MD5 request reads the file and stores the sum,
+        so a later request answers from the store (here: even with the bytes gone from storage)."""
+        data = b"md5 on demand" * 500
+        await put(vfs, alice, "f", data)
+        inode = await vfs.stat(alice, "f")
+        assert inode.blob_id is not None
+        before = await vfs.md.get_blob(alice.tenant.id, inode.blob_id)
+        assert before is not None and before.checksums is not None
+        first = await vfs.checksum(alice, "f", "md5")
+        await vfs.storage.delete(alice.tenant.id, inode.blob_id)
+        after = await vfs.md.get_blob(alice.tenant.id, inode.blob_id)
+        assert after is not None and after.checksums is not None
+        assert ((sha256(data), None), hashlib.md5(data).hexdigest(), hashlib.md5(data).hexdigest(),
+                hashlib.md5(data).hexdigest()) == (
+            (before.checksums.sha256, before.checksums.md5), first, after.checksums.md5,
+            await vfs.checksum(alice, "f", "md5"))
+
     @pytest.mark.parametrize("algorithm", ["sha1", "sha512", "md5", "sha256"])
     async def test_range(self, vfs: VirtualFS, alice: Session, algorithm: str) -> None:
         """A range of a file is hashed by reading it."""

@@ -203,15 +203,15 @@ class TestDeadProperties:
 
 
 class TestListingWithSums:
-    async def test_md5_of_each_file(self, vfs: VirtualFS, ann: Session) -> None:
-        """list_md5s gives the listing and each file's stored MD5 by blob (directories have none)."""
+    async def test_sha256_of_each_file(self, vfs: VirtualFS, ann: Session) -> None:
+        """list_etags gives the listing and each file's stored SHA-256 by blob (directories have none)."""
         import hashlib
 
         await vfs.mkdir(ann, "/l")
         await vfs.mkdir(ann, "/l/sub")
         await put(vfs, ann, "/l/a", b"alpha")
         await put(vfs, ann, "/l/b", b"beta")
-        listing, sums = await vfs.list_md5s(ann, "/l")
+        listing, sums = await vfs.list_etags(ann, "/l")
         by_name = {name: sums.get(inode.blob_id or "") for name, inode in listing.entries}
-        assert {"a": hashlib.md5(b"alpha").hexdigest(), "b": hashlib.md5(b"beta").hexdigest(),
+        assert {"a": hashlib.sha256(b"alpha").hexdigest(), "b": hashlib.sha256(b"beta").hexdigest(),
                 "sub": None} == by_name

@@ -127,8 +127,11 @@ class Resolved:
 
 @dataclass(frozen=True, slots=True)
 class Checksums:
+    """Whole-blob sums. SHA-256 is computed as the bytes stream in; MD5 (slower than the disk
+    here) only when a client first asks for it, then stored: None until then."""
+
     sha256: str
-    md5: str
+    md5: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -779,24 +779,30 @@ class SqlMetadataStore:
             return BlobRecord(row[0], row[1], row[2], sums, row[5], row[6])
         return await self.db.lookup(work)
 
-    async def blob_md5s(self, tenant_id: int, blob_ids: Sequence[str]) -> dict[str, str]:
+    async def set_blob_md5(self, tenant_id: int, blob_id: str, md5: str) -> None:
+        """Store a blob's MD5, computed when a client first asked for it (blobs never change)."""
+        def work(conn: Conn) -> None:
+            conn.execute("UPDATE blobs SET md5 = ? WHERE id = ? AND tenant_id = ?", (md5, blob_id, tenant_id))
+        await self.db.write(work)
+
+    async def blob_etags(self, tenant_id: int, blob_ids: Sequence[str]) -> dict[str, str]:
         def work(conn: Conn) -> dict[str, str]:
             out: dict[str, str] = {}
             for start in range(0, len(blob_ids), 500):
                 chunk = list(blob_ids[start:start + 500])
                 marks = ", ".join("?" * len(chunk))
-                out.update(conn.execute(f"SELECT id, md5 FROM blobs WHERE tenant_id = ? AND md5 IS NOT NULL "  # noqa: S608 - only placeholders are interpolated
+                out.update(conn.execute(f"SELECT id, sha256 FROM blobs WHERE tenant_id = ? AND sha256 IS NOT NULL "  # noqa: S608 - only placeholders are interpolated
                                         f"AND id IN ({marks})", [tenant_id, *chunk]).fetchall())
             return out
         return await self.db.lookup(work) if blob_ids else {}
 
-    async def list_dir_md5s(self, tenant_id: int, ino: int) -> tuple[list[tuple[str, Inode]], dict[str, str]]:
-        """:meth:`list_dir` and the stored MD5 of each file's blob (WebDAV ETags), in one query."""
+    async def list_dir_etags(self, tenant_id: int, ino: int) -> tuple[list[tuple[str, Inode]], dict[str, str]]:
+        """:meth:`list_dir` and the stored SHA-256 of each file's blob (WebDAV ETags), in one query."""
         def work(conn: Conn) -> tuple[list[tuple[str, Inode]], dict[str, str]]:
             _require_dir(conn, tenant_id, ino)
             rows = conn.execute(
                 "SELECT e.name, i.ino, i.kind, i.size, i.mode, i.mtime, i.atime, i.ctime, i.nlink, i.blob_id, "
-                "i.target, i.owner_id, b.md5 FROM entries e "
+                "i.target, i.owner_id, b.sha256 FROM entries e "
                 "JOIN inodes i ON i.ino = e.ino AND i.tenant_id = e.tenant_id LEFT JOIN blobs b ON b.id = i.blob_id "
                 "WHERE e.tenant_id = ? AND e.parent = ? ORDER BY e.name",
                 (tenant_id, ino)).fetchall()

@@ -251,11 +251,11 @@ class VirtualFS:
         return r, inode
 
     @audited("fs.list", durable=False)
-    async def list_md5s(self, s: Session, path: str | bytes) -> tuple[Listing, dict[str, str]]:
-        """:meth:`list`, with the stored MD5 of each file by blob id (WebDAV's ETags), in one query."""
+    async def list_etags(self, s: Session, path: str | bytes) -> tuple[Listing, dict[str, str]]:
+        """:meth:`list`, with the stored SHA-256 of each file by blob id (WebDAV's ETags), in one query."""
         r, inode = await self._listable(s, path)
-        entries, md5s = await self.md.list_dir_md5s(s.tenant.id, inode.ino)
-        return Listing(r.real, inode, entries), md5s
+        entries, etags = await self.md.list_dir_etags(s.tenant.id, inode.ino)
+        return Listing(r.real, inode, entries), etags
 
     @audited("fs.readlink", durable=False)
     async def readlink(self, s: Session, path: str | bytes) -> str:
@@ -491,8 +491,9 @@ class VirtualFS:
     @audited("fs.checksum", durable=False)
     async def checksum(self, s: Session, path: str | bytes, algorithm: str, offset: int = 0,
                        length: int = 0) -> str:
-        """A hex digest of a file or a range of it. Whole-file SHA-256 and MD5 come from the sums
-        stored when the file was uploaded; anything else is computed once by reading."""
+        """A hex digest of a file or a range of it. Whole-file SHA-256 comes from the sum stored at
+        upload, and MD5 too once it has been asked for (it is computed by reading the first time, then
+        stored: blobs never change); anything else is computed by reading."""
         r = await self._resolve(s, path, True, target=True)
         inode = self._existing(r)
         if inode.kind != "file":
@@ -500,13 +501,18 @@ class VirtualFS:
         self._require(s, r.real, Perm.DOWNLOAD)
         whole = offset == 0 and (length == 0 or length >= inode.size)
         if whole and algorithm in ("sha256", "md5"):
-            sums = EMPTY_SUMS
-            if inode.blob_id is not None:
-                record = await self.md.get_blob(s.tenant.id, inode.blob_id)
-                if record is None or record.checksums is None:
-                    raise NotFound("the file's content record is missing", path=paths.to_client(r.real))
-                sums = record.checksums
-            return sums.sha256 if algorithm == "sha256" else sums.md5
+            if inode.blob_id is None:
+                return EMPTY_SUMS.sha256 if algorithm == "sha256" else str(EMPTY_SUMS.md5)
+            record = await self.md.get_blob(s.tenant.id, inode.blob_id)
+            if record is None or record.checksums is None:
+                raise NotFound("the file's content record is missing", path=paths.to_client(r.real))
+            if algorithm == "sha256":
+                return record.checksums.sha256
+            if record.checksums.md5 is not None:
+                return record.checksums.md5
+            md5 = await self._compute_digest(s, inode, "md5", 0, inode.size)
+            await self.md.set_blob_md5(s.tenant.id, inode.blob_id, md5)
+            return md5
         end = inode.size if length == 0 else min(inode.size, offset + length)
         return await self._compute_digest(s, inode, algorithm, offset, end)
 
@@ -595,9 +601,9 @@ class VirtualFS:
         inode = await self.stat(s, path)
         return (await self.md.dead_props(s.tenant.id, [inode.ino])).get(inode.ino, {})
 
-    async def blob_md5s(self, s: Session, blob_ids: Sequence[str]) -> dict[str, str]:
-        """Stored MD5 sums (WebDAV ETags) of blobs the caller found through a checked stat or list."""
-        return await self.md.blob_md5s(s.tenant.id, blob_ids)
+    async def blob_etags(self, s: Session, blob_ids: Sequence[str]) -> dict[str, str]:
+        """Stored SHA-256 sums (WebDAV ETags) of blobs the caller found through a checked stat or list."""
+        return await self.md.blob_etags(s.tenant.id, blob_ids)
 
     @audited("fs.proppatch")
     async def set_props(self, s: Session, path: str | bytes, changes: dict[str, str | None]) -> None:

@@ -38,6 +38,7 @@ TRANSFER_REPLIES = {errno.EDQUOT: 552, errno.ENOSPC: 452, errno.EIO: 451}
 
 
 SENDFILE_BYTES = 16 * 1024 * 1024
+DRAIN_READS = 16  # socket reads per readable event, at most (the socket is non-blocking)
 
 
 class DataChannel(DTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
@@ -66,9 +67,41 @@ class DataChannel(DTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
         self.ac_out_buffer_size = SENDFILE_BYTES
         return True
 
+    def handle_read(self) -> None:
+        """An upload over plain FTP in binary mode is received straight into the file's hop buffer
+        (one copy fewer than recv and join); TLS and ASCII mode take pyftpdlib's way."""
+        space = getattr(self.file_obj, "space", None)
+        if space is None or self._data_wrapper is not None or isinstance(self.socket, SSL.Connection):
+            super().handle_read()
+            return
+        # Read until the socket is drained (or a hop is full): one poll per burst, not per segment.
+        for _ in range(DRAIN_READS):
+            try:
+                nbytes = self._receive(self.socket.recv_into, space(), 0)
+            except _RetryError:
+                return
+            except OSError:
+                self.handle_error()
+                return
+            self.tot_bytes_received += nbytes
+            if not nbytes:
+                self.transfer_finished = True
+                return
+            try:
+                self.file_obj.filled(nbytes)
+            except OSError as err:
+                raise _FileReadWriteError(err) from err
+
+    handle_read_event = handle_read
+
     def recv(self, buffer_size: int) -> bytes:
+        data: bytes = self._receive(self.socket.recv, buffer_size, b"")
+        return data
+
+    def _receive(self, receive: Any, arg: Any, empty: Any) -> Any:
+        """``receive(arg)``, with resets and TLS ends noted; ``empty`` (what EOF returns) on a reset."""
         try:
-            data: bytes = self.socket.recv(buffer_size)
+            data = receive(arg)
         except SSL.ZeroReturnError:
             self.close_notified = True  # the client ended the TLS stream itself
             raise
@@ -81,7 +114,7 @@ class DataChannel(DTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
             if exc.errno in _ERRNOS_DISCONNECTED:
                 self.cut_off = True
                 self.handle_close()
-                return b""
+                return empty
             if exc.errno in _ERRNOS_RETRY:
                 raise _RetryError from exc
             raise

@@ -1,8 +1,8 @@
 """The file objects pyftpdlib's data channel reads from (RETR) and writes into (STOR, APPE).
 
 Both run in the connection's thread and reach the VirtualFS through the bridge in hops of
-:data:`~xferd.frontends.bridge.HOP_BYTES`: an upload buffers the 64-256 KiB socket reads until a
-hop is full, a download fetches a hop and hands it out in slices without copying.
+:data:`~xferd.frontends.bridge.HOP_BYTES`: an upload receives straight into a hop-sized buffer
+and hands it over full, a download fetches a hop and hands it out in slices without copying.
 
 An upload commits only through :meth:`UploadFile.finish` with ``ok`` true, which the data channel
 calls when the client ended the transfer cleanly. Every other end (``close()`` from a dropped
@@ -26,38 +26,66 @@ class RestOutOfRange(InvalidArgument):
 
 
 class UploadFile:
+    """Gathers the upload in a hop-sized buffer that the data channel receives into directly
+    (:meth:`space`, :meth:`filled`) or copies into (:meth:`write`, for TLS and ASCII mode). A full
+    hop is handed to the loop without waiting for it; the next one fills meanwhile."""
+
     def __init__(self, bridge: Bridge, upload: Upload, offset: int) -> None:
         self.bridge = bridge
         self.upload = upload
         self.name = upload.path
         self.closed = False
         self._offset = offset  # where the buffered bytes start
-        self._chunks: list[bytes] = []
-        self._buffered = 0
+        self._buf = bytearray(HOP_BYTES)
+        self._fill = 0
+        self._pending: concurrent.futures.Future[int] | None = None
+
+    def space(self) -> memoryview:
+        """Where the next received bytes go (never empty)."""
+        return memoryview(self._buf)[self._fill:]
+
+    def filled(self, nbytes: int) -> None:
+        """``nbytes`` were received into :meth:`space`."""
+        self._fill += nbytes
+        if self._fill == HOP_BYTES:
+            self._send()
 
     def write(self, data: bytes) -> int:
-        self._chunks.append(data)
-        self._buffered += len(data)
-        if self._buffered >= HOP_BYTES:
-            hop = self._take()
-            self.bridge.call(self.upload.write, self._offset, hop, session=self.upload.session)
-            self._offset += len(hop)
-        return len(data)
+        view, size = memoryview(data), len(data)
+        while view:
+            n = min(len(view), HOP_BYTES - self._fill)
+            self._buf[self._fill:self._fill + n] = view[:n]
+            view = view[n:]
+            self.filled(n)
+        return size
 
-    def _take(self) -> bytes:
-        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        self._chunks, self._buffered = [], 0
-        return data
+    def _send(self) -> None:
+        self._wait()
+        hop, self._buf, self._fill = self._buf, bytearray(HOP_BYTES), 0
+        self._pending = self.bridge.submit(self.upload.write, self._offset, hop, session=self.upload.session)
+        self._offset += len(hop)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.bridge.result(pending)
 
     def finish(self, ok: bool) -> None:
         """Commit (the last buffered bytes and the commit in one hop) or abort."""
         if self.closed:
             return
         self.closed = True
+        tail, self._buf, self._fill = bytes(self._buf[:self._fill]), bytearray(), 0
         if ok:
-            self.bridge.call(_commit, self.upload, self._offset, self._take(), session=self.upload.session)
+            try:
+                self._wait()
+            except BaseException:
+                self.bridge.call(self.upload.abort, "failed", session=self.upload.session)
+                raise
+            self.bridge.call(_commit, self.upload, self._offset, tail, session=self.upload.session)
         else:
-            self._chunks = []
+            with contextlib.suppress(Exception):  # the upload is discarded: its write errors no longer matter
+                self._wait()
             self.bridge.call(self.upload.abort, "incomplete", session=self.upload.session)
 
     def close(self) -> None:

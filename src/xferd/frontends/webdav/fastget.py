@@ -65,8 +65,8 @@ async def _open(vfs: VirtualFS, s: Session, path: str) -> tuple[Download, str | 
         await download.close("ok")
         return None
     inode = download.inode
-    md5s = await vfs.blob_md5s(s, [inode.blob_id]) if inode.blob_id else {}
-    return download, md5s.get(inode.blob_id or "", EMPTY_SUMS.md5)
+    etags = await vfs.blob_etags(s, [inode.blob_id]) if inode.blob_id else {}
+    return download, etags.get(inode.blob_id or "", EMPTY_SUMS.sha256)
 
 
 def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes] | None:
@@ -81,12 +81,12 @@ def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
         return None  # wsgidav answers the error
     if opened is None:
         return None
-    download, md5 = opened
+    download, etag = opened
     fd = download.local_file()
     assert fd is not None
     inode = download.inode
     start_response("200 OK", [
-        ("Content-Type", content_type(path)), ("Content-Length", str(inode.size)), ("ETag", f'"{md5}"'),
+        ("Content-Type", content_type(path)), ("Content-Length", str(inode.size)), ("ETag", f'"{etag}"'),
         ("Last-Modified", http_date(inode.mtime)), ("Accept-Ranges", "bytes")])
     return FileSpan(environ, download, fd, inode.size, frontend.config.block_size)
 

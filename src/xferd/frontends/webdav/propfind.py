@@ -3,7 +3,7 @@
 wsgidav builds a resource object per member and asks for each property separately (about 195 us
 per entry: 2 s for 10,000 entries). Here a listing costs four calls, whatever its size: the
 target's stat, the directory listing with attributes, the dead properties of all members, and
-their ETags (the stored MD5 sums); the locks below the directory come in one more. The response is
+their ETags (the stored SHA-256 sums); the locks below the directory come in one more. The response is
 streamed in pieces of about 64 KiB as it is built.
 
 Handled here: ``allprop`` (also an empty body) and ``prop`` with any names, live or dead. Anything
@@ -94,15 +94,15 @@ class Listing:
         want_etags = allprop or f"{DAV}getetag" in named
         self.etags: dict[str, str] = {}
         if members and inode.kind == "dir":
-            # With the ETags: the listing and the stored MD5 sums in one query.
+            # With the ETags: the listing and the stored SHA-256 sums in one query.
             if want_etags:
-                listing, self.etags = bridge.call(self.vfs.list_md5s, s, path)
+                listing, self.etags = bridge.call(self.vfs.list_etags, s, path)
             else:
                 listing = bridge.call(self.vfs.list, s, path)
             prefix = self.base.rstrip("/") + "/"
             self.entries += [(prefix + name, child) for name, child in listing.entries if child.kind != "symlink"]
         elif want_etags and inode.blob_id:
-            self.etags = bridge.call(self.vfs.blob_md5s, s, [inode.blob_id])
+            self.etags = bridge.call(self.vfs.blob_etags, s, [inode.blob_id])
         self.dead = bridge.call(self.vfs.dead_props, s, [i.ino for _, i in self.entries]) if (
             allprop or any(not n.startswith(DAV) for n in named)) else {}
         self.locks: list[LockRecord] = []
@@ -196,8 +196,8 @@ class Listing:
         if local == "getcontenttype":
             return f"<D:getcontenttype>{content_type(path)}</D:getcontenttype>"
         if local == "getetag":
-            md5 = self.etags.get(inode.blob_id or "", EMPTY_SUMS.md5)
-            return f'<D:getetag>"{md5}"</D:getetag>'
+            etag = self.etags.get(inode.blob_id or "", EMPTY_SUMS.sha256)
+            return f'<D:getetag>"{etag}"</D:getetag>'
         return None
 
     def _lockdiscovery(self, path: str) -> str:
@@ -230,12 +230,12 @@ def _allprop_row(href: str, name: str, path: str, inode: Inode, etags: dict[str,
                 f"<D:getlastmodified>{http_date(inode.mtime)}</D:getlastmodified>"
                 f"<D:displayname>{name}</D:displayname>{_ALLPROP_TAIL}{extra}"
                 "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
-    md5 = etags.get(inode.blob_id, EMPTY_SUMS.md5) if inode.blob_id else EMPTY_SUMS.md5
+    etag = etags.get(inode.blob_id, EMPTY_SUMS.sha256) if inode.blob_id else EMPTY_SUMS.sha256
     return (f"<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/>"
             f"<D:creationdate>{_iso_date(inode.ctime)}</D:creationdate>"
             f"<D:getcontentlength>{inode.size}</D:getcontentlength>"
             f"<D:getcontenttype>{content_type(path)}</D:getcontenttype>"
-            f'<D:getetag>"{md5}"</D:getetag>'
+            f'<D:getetag>"{etag}"</D:getetag>'
             f"<D:getlastmodified>{http_date(inode.mtime)}</D:getlastmodified>"
             f"<D:displayname>{name}</D:displayname>{_ALLPROP_TAIL}{extra}"
             "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")

@@ -101,11 +101,11 @@ class Request:
             return self.bridge.call(fn, self.session, *args)
 
     def etags(self, inodes: Iterable[Inode]) -> dict[str, str]:
-        """md5 of each blob, for ETags; one query however many inodes."""
+        """SHA-256 of each blob, for ETags; one query however many inodes."""
         cache: dict[str, str] = self.environ.setdefault("xferd.etags", {})
         wanted = [i.blob_id for i in inodes if i.blob_id and i.blob_id not in cache]
         if wanted:
-            cache.update(self.call(self.vfs.blob_md5s, wanted))
+            cache.update(self.call(self.vfs.blob_etags, wanted))
         return cache
 
     def space(self) -> Any:
@@ -171,8 +171,8 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]  # wsgidav 
 
     def get_etag(self) -> str:
         if self.inode.blob_id is None:
-            return EMPTY_SUMS.md5
-        return self.req.etags([self.inode]).get(self.inode.blob_id, EMPTY_SUMS.md5)
+            return EMPTY_SUMS.sha256
+        return self.req.etags([self.inode]).get(self.inode.blob_id, EMPTY_SUMS.sha256)
 
     def support_etag(self) -> bool:
         return True
@@ -402,12 +402,12 @@ class UploadStream:
             raise DAVError(HTTP_BAD_REQUEST, context_info=f"body ended after {total} of {self.expected} bytes")
         try:
             with dav_errors():
-                self.inode, md5s = self.req.bridge.call(_finish, self.req.vfs, self.req.session, self.path,
+                self.inode, etags = self.req.bridge.call(_finish, self.req.vfs, self.req.session, self.path,
                                                         self.upload, self.offset, tail)
         except DAVError:
             self.done = True  # _finish aborted the upload (and audited it), or none was opened
             raise
-        self.req.environ.setdefault("xferd.etags", {}).update(md5s)
+        self.req.environ.setdefault("xferd.etags", {}).update(etags)
         self.done = True
 
     def abort(self) -> None:
@@ -437,7 +437,7 @@ async def _finish(vfs: VirtualFS, s: Session, path: str, upload: Upload | None, 
             await upload.abort(errors.errno_name(exc))
             raise
     inode = await upload.close()
-    return inode, await vfs.blob_md5s(s, [inode.blob_id]) if inode.blob_id else {}
+    return inode, await vfs.blob_etags(s, [inode.blob_id]) if inode.blob_id else {}
 
 
 class DownloadStream:
