@@ -9,6 +9,7 @@ own. Tests that need other settings start their own daemon.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 import socket
@@ -221,6 +222,84 @@ class TestContent:
         client.put(f"{base}/f", content=b"two")
         second = client.head(f"{base}/f").headers["ETag"]
         assert first != second
+
+
+LOCK_BODY = (b'<?xml version="1.0" encoding="utf-8"?>\n<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+             b"</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>alice</D:owner></D:lockinfo>")
+
+
+class TestSmallPut:
+    """A PUT of at most one hop is answered in one call; whatever that call declines (a lock, a
+    refusal) gets wsgidav's answer, with one audit event, as any PUT."""
+
+    def test_created_then_replaced_with_the_sha256_as_etag(self, shared: Daemon, client: httpx.Client,
+                                                            base: str) -> None:
+        """201 for a new file, 204 for a replaced one, each with the content's SHA-256 as ETag, which
+        GET and PROPFIND give too; one successful upload event each."""
+        first, second = os.urandom(4096), os.urandom(5000)
+        created = client.put(f"{base}/f", content=first)
+        replaced = client.put(f"{base}/f", content=second)
+        got = client.get(f"{base}/f")
+        listed = propfind(client, f"{base}/f", depth="0")[f"{base}/f"].findtext(f".//{DAV}getetag")
+        assert ((201, f'"{hashlib.sha256(first).hexdigest()}"'), (204, f'"{hashlib.sha256(second).hexdigest()}"'),
+                second, got.headers["etag"], got.headers["etag"]) == (
+            (created.status_code, created.headers.get("etag")), (replaced.status_code, replaced.headers.get("etag")),
+            got.content, replaced.headers.get("etag"), listed)
+        wait_for(shared, "fs.upload", lambda e: e.get("path") == f"{base}/f" and e.get("size") == 5000)
+        assert 2 == ok_uploads(shared, f"{base}/f")
+
+    def test_empty_body(self, client: httpx.Client, base: str) -> None:
+        """An empty PUT makes an empty file, with the ETag of no bytes."""
+        response = client.put(f"{base}/empty", content=b"")
+        assert (201, f'"{hashlib.sha256(b"").hexdigest()}"', b"") == (
+            response.status_code, response.headers.get("etag"), client.get(f"{base}/empty").content)
+
+    def test_own_lock_needs_its_token(self, client: httpx.Client, base: str) -> None:
+        """The lock holder's PUT without the lock token is 423 (RFC 4918 7.4), with it 204."""
+        assert 201 == client.put(f"{base}/locked", content=b"v1").status_code
+        lock = client.request("LOCK", f"{base}/locked", content=LOCK_BODY, headers={"Depth": "0"})
+        token = lock.headers["lock-token"].strip("<>")
+        without = client.put(f"{base}/locked", content=b"v2")
+        with_token = client.put(f"{base}/locked", content=b"v3", headers={"If": f"(<{token}>)"})
+        assert (200, 423, 204, b"v3") == (lock.status_code, without.status_code, with_token.status_code,
+                                          client.get(f"{base}/locked").content)
+
+    def test_new_member_of_a_locked_collection_needs_the_token(self, client: httpx.Client, base: str) -> None:
+        """A collection's lock protects its membership: a new file in it needs the token."""
+        assert 201 == client.request("MKCOL", f"{base}/box").status_code
+        lock = client.request("LOCK", f"{base}/box", content=LOCK_BODY, headers={"Depth": "0"})
+        token = lock.headers["lock-token"].strip("<>")
+        without = client.put(f"{base}/box/new", content=b"x")
+        with_token = client.put(f"{base}/box/new", content=b"x", headers={"If": f"<{base}/box> (<{token}>)"})
+        assert (423, 201) == (without.status_code, with_token.status_code)
+
+    def test_refusals_keep_their_status(self, client: httpx.Client, base: str) -> None:
+        """A missing parent is 409 and a collection 405, as wsgidav answers them."""
+        assert 201 == client.request("MKCOL", f"{base}/dir").status_code
+        assert (409, 405) == (client.put(f"{base}/no/such/f", content=b"x").status_code,
+                              client.put(f"{base}/dir", content=b"x").status_code)
+
+    def test_over_quota_is_507_with_one_event(self, shared: Daemon) -> None:
+        """A small PUT that does not fit the quota is 507; the file does not appear, and the refusal
+        is audited once."""
+        with dav(shared, user="dave") as c:
+            assert 201 == c.put("/fits", content=os.urandom(QUOTA_BYTES - 1000)).status_code
+            assert 507 == c.put("/too-much", content=os.urandom(2000)).status_code
+            assert 404 == c.get("/too-much").status_code
+            assert 201 == c.put("/fits-too", content=os.urandom(1000)).status_code
+            assert 204 == c.delete("/fits").status_code
+            assert 204 == c.delete("/fits-too").status_code
+        wait_for(shared, "fs.upload", lambda e: e.get("user") == "dave" and e.get("path") == "/too-much")
+        refused = [e for e in shared.events("fs.upload") if e.get("user") == "dave" and e.get("path") == "/too-much"]
+        assert ["EDQUOT"] == [e.get("outcome") for e in refused]
+
+    def test_path_that_is_not_utf8_is_400_and_audited(self, shared: Daemon, base: str) -> None:
+        """A request path whose percent-decoded bytes are not UTF-8 is 400, audited."""
+        status, _, _ = raw_request(shared.dav_port, f"PUT {base}/bad%FF%FEname HTTP/1.1\r\n"
+                                                    f"Host: 127.0.0.1:{shared.dav_port}\r\n"
+                                                    f"Authorization: {basic()}\r\nContent-Length: 1", b"x")
+        assert 400 == status
+        wait_for(shared, "webdav.bad_request", lambda e: e.get("error") == "path is not UTF-8")
 
 
 class TestChunkedPut:

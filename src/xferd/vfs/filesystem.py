@@ -65,6 +65,9 @@ class OpenMode:
     append: bool = False
 
 
+REPLACE_MODE = OpenMode(write=True, create=True, truncate=True)
+
+
 @dataclass(frozen=True)
 class SetAttrs:
     size: int | None = None
@@ -172,11 +175,12 @@ class VirtualFS:
             raise NotFound(path=paths.to_client(r.real))
         return r.inode
 
-    async def _unlocked(self, s: Session, real: Parts, membership: bool = False, below: bool = False
-                        ) -> list[LockRecord]:
-        """Refuse a change at ``real`` that a lock of another user protects: the path itself, and with
-        ``membership`` its parent's list of members, and with ``below`` anything under it (a whole
-        tree that moves or goes). Returns the locks found at and below the path, for clean-up."""
+    async def _unlocked(self, s: Session, real: Parts, membership: bool = False, below: bool = False,
+                        strict: bool = False) -> list[LockRecord]:
+        """Refuse a change at ``real`` that a lock of another user protects (with ``strict``, of any
+        user, the caller's own included): the path itself, and with ``membership`` its parent's list
+        of members, and with ``below`` anything under it (a whole tree that moves or goes). Returns
+        the locks found at and below the path, for clean-up."""
         where = paths.tenant_path(s.user.home, real)
         found = await self.md.locks_near(s.tenant.id, where, below)
         if not found:
@@ -184,7 +188,7 @@ class VirtualFS:
         parent = paths.tenant_path(s.user.home, real[:-1])
         blocking = [lk for lk in found
                     if lk.covers(where) or (membership and lk.path == parent) or (below and _inside(where, lk.path))]
-        if blocking and all(lk.user_id != s.user.id for lk in blocking):
+        if blocking and (strict or all(lk.user_id != s.user.id for lk in blocking)):
             raise Locked(path=paths.to_client(real))
         return [lk for lk in found if lk.path == where or _inside(where, lk.path)]
 
@@ -431,7 +435,32 @@ class VirtualFS:
         """Start an upload; nobody sees its content until :meth:`Upload.close` commits it."""
         return await self._start_upload(s, paths.split_target(path), mode, perm_bits)
 
-    async def _start_upload(self, s: Session, parts: Parts, mode: OpenMode, perm_bits: int | None = None) -> Upload:
+    async def write_whole(self, s: Session, path: str | bytes, data: bytes) -> tuple[Inode, bool, str] | None:
+        """Create or replace the file at ``path`` with ``data`` in one call (a small WebDAV PUT):
+        the file, whether it was created, and its SHA-256.
+
+        None, and no trace, when the plain case does not hold: a lock on or above the path, of any
+        user (the caller's own too, since only the full request knows its lock tokens), or any
+        refusal. The caller then takes its full path, which answers and audits as usual. Once the
+        upload is open, its outcome is the upload's: committed, or aborted with its audit event.
+        """
+        try:
+            upload = await self._start_upload(s, paths.split_target(path), REPLACE_MODE, strict_locks=True)
+        except OSError:
+            return None
+        created = upload.ino is None
+        if data:
+            try:
+                await upload.write(0, data)
+            except OSError as exc:
+                await upload.abort(errno_name(exc))
+                raise
+        inode = await upload.close()
+        assert upload.checksums is not None
+        return inode, created, upload.checksums.sha256
+
+    async def _start_upload(self, s: Session, parts: Parts, mode: OpenMode, perm_bits: int | None = None,
+                            strict_locks: bool = False) -> Upload:
         blob_id = self.storage.new_blob_id()
         r, usage = await self.md.prepare_upload(s.tenant.id, s.root_ino, parts, blob_id, self.blob_owner, s.user.id)
         try:
@@ -450,7 +479,7 @@ class VirtualFS:
                     raise QuotaExceeded(path=paths.to_client(r.real))
             if mode.read:
                 self._require(s, r.real, Perm.DOWNLOAD)
-            await self._unlocked(s, r.real, membership=existing is None)
+            await self._unlocked(s, r.real, membership=existing is None, strict=strict_locks)
             keep = existing is not None and not mode.truncate and existing.blob_id is not None
             base = existing.blob_id if keep and existing is not None else None
             base_size = existing.size if keep and existing is not None else 0

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from xferd.errors import NotFound, PermissionDenied, QuotaExceeded, StorageError, errno_name
-from xferd.metadata.models import Inode, NewContent
+from xferd.metadata.models import Checksums, Inode, NewContent
 from xferd.storage.base import BlobReader, BlobWriter
 from xferd.vfs import paths
 from xferd.vfs.paths import Parts
@@ -52,6 +52,7 @@ class Upload:
         # its mtime included (as open(2) with O_RDWR and no write would).
         self.changed = ino is None or open_mode.truncate
         self.failed: OSError | None = None  # a write failed: the upload is incomplete and must not commit
+        self.checksums: Checksums | None = None  # the committed content's, once closed
         vfs.track(self)
 
     @property
@@ -127,6 +128,7 @@ class Upload:
         try:
             try:
                 committed = await self.writer.commit()
+                self.checksums = committed.checksums
                 content = NewContent(self.writer.blob_id, committed.size, committed.checksums,
                                      self.mtime if self.mtime is not None else time.time(), self.atime)
                 result = await vfs.md.commit_content(s.tenant.id, self.parent, self.name, content, s.user.id,

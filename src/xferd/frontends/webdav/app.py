@@ -13,8 +13,9 @@ Per request, in order:
    and a body with a document type declaration gets 400 (no WebDAV client sends one; it is how
    entity expansion and external entities arrive);
 5. ``PROPFIND`` of depth 0 or 1 goes to :mod:`.propfind` (one listing call, streamed), a GET of a
-   collection URL to :mod:`.browse` (an HTML listing), anything else to wsgidav with the session
-   in ``environ["xferd.session"]``.
+   collection URL to :mod:`.browse` (an HTML listing), a GET of a whole file to :mod:`.fastget`
+   (sendfile), a plain PUT of at most one hop to :mod:`.fastput` (one call), anything else (and
+   what those decline) to wsgidav with the session in ``environ["xferd.session"]``.
 
 Every refusal here emits a ``webdav.bad_request`` audit event.
 """
@@ -31,13 +32,14 @@ from typing import Any
 
 import structlog
 from lxml import etree
+from wsgidav import util
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from xferd.auth import Authenticator
 from xferd.config import WebdavConfig
 from xferd.frontends.bridge import Bridge
 from xferd.frontends.net import is_loopback, plain_ip
-from xferd.frontends.webdav import browse, fastget, propfind, state
+from xferd.frontends.webdav import browse, fastget, fastput, propfind, state
 from xferd.frontends.webdav.provider import XferdProvider, destination_path
 from xferd.vfs.filesystem import VirtualFS
 from xferd.vfs.session import Session
@@ -86,7 +88,7 @@ class WebdavApp:
             # PROPPATCH of getlastmodified, and Windows' Win32LastModifiedTime, set the file's mtime
             # (Explorer and rclone keep modification times this way).
             "mutable_live_props": ["{DAV:}getlastmodified"],
-            "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False, "emulate_win32_lastmod": True},
+            "hotfixes": {"re_encode_path_info": False, "unquote_path_info": False, "emulate_win32_lastmod": True},
         })
         self._auth_lock = threading.Lock()
         self._auth_cache: dict[tuple[str, bytes, str], tuple[Session, float]] = {}
@@ -95,6 +97,13 @@ class WebdavApp:
         method = environ["REQUEST_METHOD"]
         remote = plain_ip(environ.get("REMOTE_ADDR", ""))
         environ["xferd.frontend"] = self.frontend
+        try:
+            # PEP 3333 hands the path over as Latin-1; clients send UTF-8. Decoded once, here, for
+            # this module's own handlers and wsgidav alike.
+            environ["PATH_INFO"] = util.re_encode_wsgi(environ.get("PATH_INFO") or "/")
+        except UnicodeDecodeError:
+            self._audit(None, remote, environ, "EINVAL", "path is not UTF-8")
+            return _respond(start_response, "400 Bad Request", b"Paths must be UTF-8.\n")
         if method == "OPTIONS" and "HTTP_AUTHORIZATION" not in environ:
             return self._options(start_response)
         if self.config.apple_files == "refuse" and is_apple_metadata(environ.get("PATH_INFO", "")):
@@ -126,6 +135,8 @@ class WebdavApp:
             fast = None
             if method == "PROPFIND":
                 fast = propfind.handle(environ, start_response)
+            elif method == "PUT":
+                fast = fastput.handle(environ, start_response)
             elif method in ("GET", "HEAD"):
                 fast = browse.handle(environ, start_response)
                 if fast is None and method == "GET":
