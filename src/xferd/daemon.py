@@ -105,7 +105,9 @@ class Daemon:
             raise StartupError(f"cannot open the metadata database {config.metadata_path}: {exc}") from exc
         await self.md.ensure_tenant(DEFAULT_TENANT)
         self.storage = open_storage(config)
-        swept = self.storage.sweep_temporary()
+        moved, swept = self.storage.recover_temporary(await self.md.live_blobs(self.storage.temporary_ids()))
+        if moved:
+            log.info("storage.published_committed_uploads", files=moved)
         if swept:
             log.info("storage.swept_unfinished_uploads", files=swept)
         self.audit = AuditSink(self.md)

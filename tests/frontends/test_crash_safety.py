@@ -73,3 +73,32 @@ class TestKilledMidUpload:
         assert set(states.values()) == {"live"}
         assert set(states) == referenced
         assert _stored_blobs(daemon) == referenced
+
+
+class TestKilledBetweenCommitAndPublish:
+    async def test_committed_blob_left_in_tmp_is_moved_into_place(self, tmp_path: Path) -> None:
+        """A blob is committed in the metadata store first and renamed into place right after; a
+        crash in between leaves it in .tmp. The next start moves it into place (and deletes an
+        unfinished upload beside it), and the file reads back whole."""
+        daemon = Daemon(tmp_path, gc={"grace": 0.0, "interval": 3600.0})
+        daemon.start()
+        daemon.add_user("alice")
+        data = os.urandom(300_000)
+        async with await _connect(daemon) as conn, conn.start_sftp_client() as sftp, sftp.open("kept", "wb") as f:
+            await f.write(data)
+        daemon.stop()
+        referenced, _ = _referenced_blobs(daemon)
+        (blob_id,) = referenced
+        placed = next(p for p in daemon.blob_dir.rglob(blob_id) if ".tmp" not in p.parts)
+        placed.rename(daemon.blob_dir / ".tmp" / blob_id)  # as if the rename after the commit never ran
+        (daemon.blob_dir / ".tmp" / ("0" * 32)).write_bytes(b"an upload that never committed")
+
+        daemon.start()
+        moved = daemon.wait_event("storage.published_committed_uploads")
+        swept = daemon.wait_event("storage.swept_unfinished_uploads")
+        async with await _connect(daemon) as conn, conn.start_sftp_client() as sftp, sftp.open("kept", "rb") as f:
+            read_back = await f.read()
+        daemon.stop()
+        assert (1, 1, [], True, hashlib.sha256(data).hexdigest()) == (
+            moved["files"], swept["files"], sorted((daemon.blob_dir / ".tmp").iterdir()), placed.is_file(),
+            hashlib.sha256(read_back).hexdigest())

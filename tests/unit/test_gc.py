@@ -163,6 +163,14 @@ class TestCollector:
 
 
 class TestCrashedUploads:
+    """Reserved uploads: the protocol of a store that publishes before the commit (shared stores)."""
+
+    @pytest.fixture
+    async def storage(self, config: Config) -> AsyncIterator[LocalBlobStore]:
+        store = LocalBlobStore(config.storage_path, fsync=False, publish_after_commit=False)
+        yield store
+        await store.close()
+
     @pytest.fixture
     async def earlier_boot(self, md: SqlMetadataStore, storage: LocalBlobStore, audit: AuditSink,
                            config: Config) -> AsyncIterator[VirtualFS]:

@@ -50,6 +50,7 @@ async def committed_blob(store: LocalBlobStore, data: bytes) -> str:
     writer = await store.create(TENANT, store.new_blob_id())
     await writer.write(0, data)
     await writer.commit()
+    writer.publish()
     return writer.blob_id
 
 
@@ -217,16 +218,44 @@ class TestBase:
 
 
 class TestPublishAndAbort:
-    async def test_commit_publishes_at_the_tenant_path(self, store: LocalBlobStore) -> None:
-        """A committed blob is at <root>/<tenant>/<id[:2]>/<id> and its temp file is gone."""
+    async def test_commit_then_publish_at_the_tenant_path(self, store: LocalBlobStore) -> None:
+        """A committed blob stays in .tmp, readable through open(), until publish() moves it to
+        <root>/<tenant>/<id[:2]>/<id>."""
         writer = await store.create(TENANT, store.new_blob_id())
         await writer.write(0, b"data")
-        in_tmp = tmp_files(store)
         await writer.commit()
+        committed = (tmp_files(store), published(store), await stored(store, writer.blob_id))
+        writer.publish()
         path = store.root / str(TENANT) / writer.blob_id[:2] / writer.blob_id
-        assert ([writer.blob_id], [], [path], b"data") == (in_tmp, tmp_files(store), published(store),
-                                                            path.read_bytes())
+        assert (([writer.blob_id], [], b"data"), [], [path], b"data", b"data") == (
+            committed, tmp_files(store), published(store), path.read_bytes(), await stored(store, writer.blob_id))
         assert {writer.blob_id} == await store.blob_ids()
+
+    async def test_a_store_that_publishes_in_the_commit(self, tmp_path: Path) -> None:
+        """With publish_after_commit off, commit() itself moves the blob into place."""
+        store = LocalBlobStore(tmp_path / "b", fsync=False, publish_after_commit=False)
+        try:
+            writer = await store.create(TENANT, store.new_blob_id())
+            await writer.write(0, b"data")
+            await writer.commit()
+            path = store.root / str(TENANT) / writer.blob_id[:2] / writer.blob_id
+            assert ([], [path], False) == (tmp_files(store), published(store),
+                                           store.capabilities.publish_after_commit)
+        finally:
+            await store.close()
+
+    async def test_recover_temporary(self, store: LocalBlobStore) -> None:
+        """At start, committed blobs left in .tmp are moved into place and the rest deleted."""
+        live = await store.create(TENANT, store.new_blob_id())
+        await live.write(0, b"committed, never moved")
+        await live.commit()
+        unfinished = await store.create(TENANT, store.new_blob_id())
+        await unfinished.write(0, b"cut off")
+        await unfinished.flush()
+        moved = store.recover_temporary({live.blob_id: TENANT, "f" * 32: TENANT})
+        path = store.root / str(TENANT) / live.blob_id[:2] / live.blob_id
+        assert ((1, 1), [], [path], b"committed, never moved") == (
+            moved, tmp_files(store), published(store), path.read_bytes())
 
     async def test_abort_leaves_nothing(self, store: LocalBlobStore) -> None:
         """An aborted blob leaves no temp file and is never published."""

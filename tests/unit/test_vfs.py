@@ -384,14 +384,14 @@ class TestContent:
 
     async def test_abort_keeps_old_content(self, vfs: VirtualFS, alice: Session, md: SqlMetadataStore,
                                            storage: LocalBlobStore) -> None:
-        """An aborted upload changes nothing; its blob is garbage and its temp file gone."""
+        """An aborted upload changes nothing; its blob leaves no trace (no row, no file)."""
         await put(vfs, alice, "f", b"old")
         upload = await vfs.open_write(alice, "f", CREATE)
         await upload.write(0, b"never seen")
         await upload.abort()
-        assert (b"old", "garbage", [], set()) == (
-            await get(vfs, alice, "f"), (await md.blob_states())[upload.writer.blob_id], tmp_files(storage),
-            vfs.open_transfers)
+        assert (b"old", None, [], set(), False) == (
+            await get(vfs, alice, "f"), (await md.blob_states()).get(upload.writer.blob_id), tmp_files(storage),
+            vfs.open_transfers, upload.writer.blob_id in await storage.blob_ids())
 
     async def test_read_download_survives_replacement(self, vfs: VirtualFS, alice: Session) -> None:
         """A download opened before the file is replaced keeps reading the content it opened."""
@@ -595,8 +595,9 @@ class TestQuota:
         await first.close()
         with pytest.raises(QuotaExceeded):
             await second.close()
-        assert (["a"], "garbage", set()) == (await names(vfs, s), (await md.blob_states())[second.writer.blob_id],
-                                             vfs.open_transfers)
+        assert (["a"], None, set(), False) == (
+            await names(vfs, s), (await md.blob_states()).get(second.writer.blob_id), vfs.open_transfers,
+            second.writer.blob_id in await vfs.storage.blob_ids())
         assert ["ok", "EDQUOT"] == [e["outcome"] for e in events(logs, "fs.upload")]
 
     async def test_file_quota_refuses_at_open(self, vfs: VirtualFS, make_session: MakeSession) -> None:
@@ -650,8 +651,8 @@ class TestWriteErrors:
         with pytest.raises(NoSpace):
             await write_all(upload, bytes(16 * BATCH), 65536)
         await upload.abort()
-        assert (b"old", [], "garbage") == (await get(vfs, s, "f"), tmp_files(store),
-                                           (await md.blob_states())[upload.writer.blob_id])
+        assert (b"old", [], None) == (await get(vfs, s, "f"), tmp_files(store),
+                                      (await md.blob_states()).get(upload.writer.blob_id))
         assert ["ok", "aborted"] == [e["outcome"] for e in events(logs, "fs.upload")]
 
     @pytest.mark.parametrize("size", [3, BATCH + 3])
@@ -673,7 +674,7 @@ class TestWriteErrors:
         try:
             assert (b"old", ["ok", "ENOSPC"], set()) == (
                 await get(vfs, s, "f"), [e["outcome"] for e in events(logs, "fs.upload")], vfs.open_transfers)
-            assert ([], "garbage") == (tmp_files(store), (await md.blob_states())[upload.writer.blob_id])
+            assert ([], None) == (tmp_files(store), (await md.blob_states()).get(upload.writer.blob_id))
         finally:
             await upload.writer.abort()
 

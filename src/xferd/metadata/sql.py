@@ -425,21 +425,22 @@ class SqlMetadataStore:
         return Resolved(parent, stack[-1][0], stack[-1][1], tuple(n for n, _ in stack))
 
     async def prepare_upload(self, tenant_id: int, root_ino: int, parts: Sequence[str], blob_id: str,
-                             blob_owner: str, user_id: int) -> tuple[Resolved, Usage]:
-        """Resolve an upload's path and read the uploader's usage (inline), and queue the blob's
-        reservation as pending without waiting: opening a file for writing waits for no thread.
-        The reservation is committed before anything submitted later, the upload's commit included;
-        a crash before it leaves only a temporary file, which the store sweeps at start."""
+                             blob_owner: str, user_id: int, reserve: bool = True) -> tuple[Resolved, Usage]:
+        """Resolve an upload's path and read the uploader's usage (inline), and, with ``reserve``,
+        queue the blob's reservation as pending without waiting: opening a file for writing waits
+        for no thread. The reservation is committed before anything submitted later, the upload's
+        commit included; a crash before it leaves only a temporary file, which the store sweeps at
+        start. A store that publishes after the commit needs no reservation (``reserve`` False)."""
         def read(conn: Conn) -> tuple[Resolved, Usage]:
             return self._resolve(conn, tenant_id, root_ino, parts, True), _usage(conn, tenant_id, user_id)
 
-        def reserve(conn: Conn) -> None:
+        def reserve_blob(conn: Conn) -> None:
             now = time.time()
             conn.execute("INSERT INTO blobs (id, tenant_id, state, refs, owner, created, changed) "
                          "VALUES (?, ?, 'pending', 0, ?, ?, ?)", (blob_id, tenant_id, blob_owner, now, now))
         result = await self.db.lookup(read)
-        reservation = self.db.queue(reserve)
-        reservation.add_done_callback(_log_failed_reservation)
+        if reserve:
+            self.db.queue(reserve_blob).add_done_callback(_log_failed_reservation)
         return result
 
     async def get_inode(self, tenant_id: int, ino: int) -> Inode | None:
@@ -564,12 +565,15 @@ class SqlMetadataStore:
 
     async def commit_content(self, tenant_id: int, parent: int, name: str, content: NewContent,
                              owner_id: int | None, mode: int | None, quota: Quota,
-                             exclusive: bool = False) -> CommitResult:
+                             exclusive: bool = False, reserved: bool = True,
+                             blob_owner: str = "") -> CommitResult:
         """Point ``parent/name`` at new content in one transaction: the moment an upload becomes visible.
 
         An existing file keeps its inode (its hard links see the new content); a missing one is
         created. The uploader is charged for the new size, exactly, or the commit is refused with
-        :class:`QuotaExceeded` and nothing changes. Returns the blobs that became garbage.
+        :class:`QuotaExceeded` and nothing changes. Returns the blobs that became garbage. The
+        blob was reserved as pending at the upload's start, or, without ``reserved``, is recorded
+        here, live at once (for ``blob_owner``).
         """
         def work(conn: Conn) -> CommitResult:
             _require_dir(conn, tenant_id, parent)
@@ -585,7 +589,13 @@ class SqlMetadataStore:
                 _check_quota(conn, tenant_id, owner_id, quota, content.size - existing.size, 0)
             else:
                 _check_quota(conn, tenant_id, owner_id, quota, content.size, 1)
-            if content.blob_id is not None:
+            if content.blob_id is not None and not reserved:
+                assert content.checksums is not None
+                conn.execute("INSERT INTO blobs (id, tenant_id, size, sha256, md5, state, refs, owner, created, "
+                             "changed) VALUES (?, ?, ?, ?, ?, 'live', 1, ?, ?, ?)",
+                             (content.blob_id, tenant_id, content.size, content.checksums.sha256,
+                              content.checksums.md5, blob_owner, now, now))
+            elif content.blob_id is not None:
                 assert content.checksums is not None
                 updated = conn.execute(
                     "UPDATE blobs SET state = 'live', refs = refs + 1, size = ?, sha256 = ?, md5 = ?, changed = ? "
@@ -778,6 +788,18 @@ class SqlMetadataStore:
             sums = Checksums(row[3], row[4]) if row[3] else None
             return BlobRecord(row[0], row[1], row[2], sums, row[5], row[6])
         return await self.db.lookup(work)
+
+    async def live_blobs(self, blob_ids: Sequence[str]) -> dict[str, int]:
+        """Which of ``blob_ids`` are committed (live), with their tenant: {blob id: tenant id}."""
+        def work(conn: Conn) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for start in range(0, len(blob_ids), 500):
+                chunk = list(blob_ids[start:start + 500])
+                marks = ", ".join("?" * len(chunk))
+                out.update(conn.execute(f"SELECT id, tenant_id FROM blobs WHERE state = 'live' AND id IN ({marks})",  # noqa: S608 - only placeholders are interpolated
+                                        chunk).fetchall())
+            return out
+        return await self.db.read(work) if blob_ids else {}
 
     async def set_blob_md5(self, tenant_id: int, blob_id: str, md5: str) -> None:
         """Store a blob's MD5, computed when a client first asked for it (blobs never change)."""

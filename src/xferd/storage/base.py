@@ -19,6 +19,10 @@ from xferd.metadata.models import Checksums
 class Capabilities:
     random_write: bool  # writes at any offset without buffering
     server_side_copy: bool
+    # The blob is made durable by commit() but put in its place by publish(), after the metadata
+    # transaction; a store that owns its place alone redoes a lost publish at start
+    # (recover_temporary), so its uploads need no pending reservation in the metadata store.
+    publish_after_commit: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,12 @@ class BlobWriter(Protocol):
     async def truncate(self, size: int) -> None: ...
 
     async def commit(self) -> Committed:
-        """Make the blob durable and readable; returns its size and checksums."""
+        """Make the blob durable and readable (with ``publish_after_commit``: durable, and readable
+        through :meth:`BlobStore.open`); returns its size and checksums."""
+
+    def publish(self) -> None:
+        """After the metadata commit, with ``publish_after_commit``: move the blob to its place
+        (no waiting; a failure leaves it readable where it is, and the next start moves it)."""
 
     async def abort(self) -> None:
         """Discard everything written; the blob never becomes readable."""

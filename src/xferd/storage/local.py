@@ -2,8 +2,16 @@
 
 Layout under the store's root::
 
-    .tmp/<blob-id>                  a blob being written (never read by anyone else)
+    .tmp/<blob-id>                  a blob being written, or committed and about to be moved
     <tenant-id>/<id[:2]>/<blob-id>  a committed blob, immutable
+
+A blob is committed in this order: its bytes and its ``.tmp`` entry are made durable (fsync of the
+file and of ``.tmp``), then the metadata transaction makes it live, then it is renamed into place
+(:meth:`LocalBlobWriter.publish`, no fsync). A crash before the transaction leaves a temporary file
+that no row names: deleted at the next start. A crash after it leaves a live blob in ``.tmp``:
+renamed into place at the next start (:meth:`LocalBlobStore.recover_temporary`), and readable
+there meanwhile (:meth:`LocalBlobStore.open` looks in ``.tmp`` too). So no upload needs a pending
+row in the metadata store, and none is ever visible before its commit.
 
 A writer's file I/O and hashing run in a "lane": a single-thread executor, so one upload's chunks
 are written and hashed in order while the event loop only queues them. Contiguous writes are batched
@@ -99,7 +107,7 @@ def _update(hasher: Any, chunks: list[bytes]) -> None:
 
 class LocalBlobWriter:
     def __init__(self, store: LocalBlobStore, tenant_id: int, blob_id: str, fd: int, tmp_path: Path,
-                 lane: concurrent.futures.ThreadPoolExecutor, base: Path | None, base_size: int) -> None:
+                 lane: concurrent.futures.ThreadPoolExecutor, base: str | None, base_size: int) -> None:
         self.blob_id = blob_id
         self._store = store
         self._tenant_id = tenant_id
@@ -198,8 +206,17 @@ class LocalBlobWriter:
         if last is not None:
             self._write_at(*last)
         sums = self._finish(gaps)
-        self._publish(final)
+        self._settle(final)
         return sums
+
+    def publish(self) -> None:
+        if not self._store.capabilities.publish_after_commit:
+            return
+        final = self._store.path_of(self._tenant_id, self.blob_id)
+        try:
+            os.rename(self._tmp, final)
+        except OSError as exc:  # still readable from .tmp; the next start moves it
+            log.warning("storage.publish_failed", blob=self.blob_id, error=exc.strerror)
 
     async def abort(self) -> None:
         self._batch = []
@@ -299,18 +316,21 @@ class LocalBlobWriter:
         if not gaps or self._base is None:
             return
         try:
-            with open(self._base, "rb") as src:
-                for start, end in gaps:
-                    pos = start
-                    while pos < end:
-                        copied = os.copy_file_range(src.fileno(), self._fd, end - pos, pos, pos)
-                        if copied == 0:
-                            break
-                        pos += copied
-        except FileNotFoundError as exc:
+            src = self._store.open_fd(self._tenant_id, self._base)
+        except NotFound as exc:
             raise NotFound("the file's previous content is gone") from exc
+        try:
+            for start, end in gaps:
+                pos = start
+                while pos < end:
+                    copied = os.copy_file_range(src, self._fd, end - pos, pos, pos)
+                    if copied == 0:
+                        break
+                    pos += copied
         except OSError as exc:
             raise _storage_error(exc, "copying a blob") from exc
+        finally:
+            os.close(src)
         if gaps[0][0] < self._hash_pos:
             self._hash_valid = False
 
@@ -345,19 +365,29 @@ class LocalBlobWriter:
             pos += len(chunk)
         self._hash_pos = pos
 
-    def _publish(self, final: Path) -> None:
+    def _settle(self, final: Path) -> None:
+        """Make the temporary file's name durable and its place ready; the rename is publish()'s.
+        A store that does not publish after the commit moves the blob into place now."""
         self._close_fd()
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
+            if self._store.capabilities.publish_after_commit:
+                if self._store.fsync:
+                    _fsync_dir(self._tmp.parent)
+                return
             os.rename(self._tmp, final)
             if self._store.fsync:
-                dir_fd = os.open(final.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+                _fsync_dir(final.parent)
         except OSError as exc:
-            raise _storage_error(exc, "publishing a blob") from exc
+            raise _storage_error(exc, "committing a blob") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 class LocalBlobReader:
@@ -380,10 +410,14 @@ class LocalBlobReader:
 
 
 class LocalBlobStore:
-    capabilities = Capabilities(random_write=True, server_side_copy=True)
     writer_class = LocalBlobWriter
 
-    def __init__(self, root: Path, fsync: bool = True, max_buffered: int = 8 * 1024 * 1024, lanes: int = 2) -> None:
+    def __init__(self, root: Path, fsync: bool = True, max_buffered: int = 8 * 1024 * 1024, lanes: int = 2,
+                 publish_after_commit: bool = True) -> None:
+        # publish_after_commit=False: blobs move into place before the metadata commit, and each
+        # upload is reserved as pending there (the protocol of stores shared between nodes).
+        self.capabilities = Capabilities(random_write=True, server_side_copy=True,
+                                         publish_after_commit=publish_after_commit)
         self.root = root
         self.fsync = fsync
         self.max_buffered = max_buffered
@@ -413,8 +447,7 @@ class LocalBlobStore:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise _storage_error(exc, "creating a blob") from exc
-        base_path = self.path_of(tenant_id, base) if base else None
-        writer = self.writer_class(self, tenant_id, blob_id, fd, tmp, next(self._next_lane), base_path, base_size)
+        writer = self.writer_class(self, tenant_id, blob_id, fd, tmp, next(self._next_lane), base or None, base_size)
         if materialize:
             try:
                 await writer.materialize()
@@ -423,13 +456,22 @@ class LocalBlobStore:
                 raise
         return writer
 
+    def open_fd(self, tenant_id: int, blob_id: str) -> int:
+        """A committed blob's file, open for reading. One just committed may still be in .tmp
+        (publish() renames it right after the commit): looked for there too, then in place once
+        more in case the rename ran in between."""
+        final = self.path_of(tenant_id, blob_id)
+        for path in (final, self._tmp / blob_id, final):
+            try:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise _storage_error(exc, "opening a blob") from exc
+        raise NotFound("the file's content is missing from storage")
+
     async def open(self, tenant_id: int, blob_id: str) -> LocalBlobReader:
-        try:
-            fd = os.open(self.path_of(tenant_id, blob_id), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError as exc:
-            raise NotFound("the file's content is missing from storage") from exc
-        except OSError as exc:
-            raise _storage_error(exc, "opening a blob") from exc
+        fd = self.open_fd(tenant_id, blob_id)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         return LocalBlobReader(fd)
 
@@ -447,15 +489,30 @@ class LocalBlobStore:
                 ids.update(p.name for p in prefix.iterdir())
         return ids
 
-    def sweep_temporary(self) -> int:
-        """Delete every unfinished blob. Only for a daemon that owns the store alone, at start:
-        they can only be uploads that a stopped or crashed run never finished."""
-        count = 0
-        for path in self._tmp.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                count += 1
-        return count
+    def temporary_ids(self) -> list[str]:
+        """The blobs in .tmp: unfinished uploads, or committed ones not yet moved into place."""
+        return [p.name for p in self._tmp.iterdir()]
+
+    def recover_temporary(self, live: dict[str, int]) -> tuple[int, int]:
+        """At start, for a daemon that owns the store alone: move the committed blobs among the
+        temporary ones (``live``: blob id to tenant id, from the metadata store) into place, and
+        delete the rest, which can only be uploads a stopped or crashed run never finished.
+        Returns (moved, deleted)."""
+        moved = deleted = 0
+        for path in list(self._tmp.iterdir()):
+            tenant_id = live.get(path.name)
+            if tenant_id is None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    deleted += 1
+                continue
+            final = self.path_of(tenant_id, path.name)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, final)
+            if self.fsync:
+                _fsync_dir(final.parent)
+            moved += 1
+        return moved, deleted
 
     async def space(self) -> tuple[int, int] | None:
         """Total and free bytes of the disk under the store."""

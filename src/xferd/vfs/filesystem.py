@@ -136,6 +136,8 @@ class VirtualFS:
         self.storage = storage
         self.audit = audit
         self.blob_owner = blob_owner
+        # A store that publishes after the commit needs no pending reservation per upload.
+        self.reserves_blobs = not storage.capabilities.publish_after_commit
         self.transfer = transfer or TransferConfig()
         self.leases: Counter[str] = Counter()
         self.open_transfers: set[Upload | Download] = set()
@@ -462,7 +464,9 @@ class VirtualFS:
     async def _start_upload(self, s: Session, parts: Parts, mode: OpenMode, perm_bits: int | None = None,
                             strict_locks: bool = False) -> Upload:
         blob_id = self.storage.new_blob_id()
-        r, usage = await self.md.prepare_upload(s.tenant.id, s.root_ino, parts, blob_id, self.blob_owner, s.user.id)
+        reserve = self.reserves_blobs
+        r, usage = await self.md.prepare_upload(s.tenant.id, s.root_ino, parts, blob_id, self.blob_owner, s.user.id,
+                                                reserve)
         try:
             existing = r.inode
             if existing is not None:
@@ -495,7 +499,8 @@ class VirtualFS:
                 self.release(base)
                 raise
         except BaseException:
-            await self.md.abandon_blob(blob_id)
+            if reserve:
+                await self.md.abandon_blob(blob_id)
             raise
         assert r.parent is not None
         file_mode = existing.mode if existing is not None else (perm_bits if perm_bits is not None else 0o644)

@@ -3,10 +3,12 @@ reads a committed blob it holds a lease on, so the collector leaves it alone whi
 
 The life of an upload::
 
-    open_write ── one transaction: resolve the path, reserve a pending blob, read the quota usage
+    open_write ── resolve the path and read the quota usage (a store that publishes before the
+                  commit also gets the blob reserved as pending)
     write*     ── queued to the blob writer (any offset); the quota is checked as the size grows
-    close      ── the writer fsyncs and publishes the blob, then ONE transaction points the file
-                  at it: before that instant readers see the old content, after it the new
+    close      ── the writer makes the blob durable, then ONE transaction records it and points
+                  the file at it: before that instant readers see the old content, after it the
+                  new; then the blob is moved into place (publish)
     abort      ── (a dropped connection, an error) the blob is discarded; the old content stays
 """
 
@@ -110,7 +112,7 @@ class Upload:
         await self.writer.flush()
 
     async def close(self) -> Inode:
-        """Commit: publish the blob, then point the file at it in one transaction."""
+        """Commit: make the blob durable, point the file at it in one transaction, publish it."""
         if self.done:
             raise StorageError("upload already closed", path=self.path)
         if self.failed is not None:
@@ -133,12 +135,18 @@ class Upload:
                                      self.mtime if self.mtime is not None else time.time(), self.atime)
                 result = await vfs.md.commit_content(s.tenant.id, self.parent, self.name, content, s.user.id,
                                                      self.mode if self.mode_set or self.ino is None else None,
-                                                     s.quota, exclusive=self.open_mode.exclusive and self.ino is None)
+                                                     s.quota, exclusive=self.open_mode.exclusive and self.ino is None,
+                                                     reserved=vfs.reserves_blobs, blob_owner=vfs.blob_owner)
             except BaseException:
-                # Never committed: the collector takes the blob (the writer already removed its bytes,
-                # or they were published and are now unreferenced).
-                await vfs.md.abandon_blob(self.writer.blob_id)
+                # Never committed: the collector takes a reserved blob (the writer already removed
+                # its bytes, or they were published and are now unreferenced); an unreserved one is
+                # still only a temporary file, removed here.
+                if vfs.reserves_blobs:
+                    await vfs.md.abandon_blob(self.writer.blob_id)
+                else:
+                    await self.writer.abort()
                 raise
+            self.writer.publish()
         except OSError as exc:
             vfs.audit.emit(s.log, s.fields, "fs.upload", self.path, errno_name(exc), True,
                            error=str(exc.strerror or exc))
@@ -161,7 +169,8 @@ class Upload:
         s = self.session
         try:
             await self.writer.abort()
-            await self.vfs.md.abandon_blob(self.writer.blob_id)
+            if self.vfs.reserves_blobs:
+                await self.vfs.md.abandon_blob(self.writer.blob_id)
         finally:
             self._finish()
             self.vfs.audit.emit(s.log, s.fields, "fs.upload", self.path, reason, True, size=self.writer.size)
