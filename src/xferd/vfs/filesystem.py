@@ -446,9 +446,8 @@ class VirtualFS:
         refusal. The caller then takes its full path, which answers and audits as usual. Once the
         upload is open, its outcome is the upload's: committed, or aborted with its audit event.
         """
-        try:
-            upload = await self._start_upload(s, paths.split_target(path), REPLACE_MODE, strict_locks=True)
-        except OSError:
+        upload = await self.open_whole(s, path)
+        if upload is None:
             return None
         created = upload.ino is None
         if data:
@@ -460,6 +459,14 @@ class VirtualFS:
         inode = await upload.close()
         assert upload.checksums is not None
         return inode, created, upload.checksums.sha256
+
+    async def open_whole(self, s: Session, path: str | bytes) -> Upload | None:
+        """Start replacing the file at ``path`` (a WebDAV PUT streamed without wsgidav), or None, and
+        no trace, in the cases :meth:`write_whole` declines."""
+        try:
+            return await self._start_upload(s, paths.split_target(path), REPLACE_MODE, strict_locks=True)
+        except OSError:
+            return None
 
     async def _start_upload(self, s: Session, parts: Parts, mode: OpenMode, perm_bits: int | None = None,
                             strict_locks: bool = False) -> Upload:

@@ -14,7 +14,7 @@ Per request, in order:
    entity expansion and external entities arrive);
 5. ``PROPFIND`` of depth 0 or 1 goes to :mod:`.propfind` (one listing call, streamed), a GET of a
    collection URL to :mod:`.browse` (an HTML listing), a GET of a whole file to :mod:`.fastget`
-   (sendfile), a plain PUT of at most one hop to :mod:`.fastput` (one call), anything else (and
+   (sendfile), a plain PUT to :mod:`.fastput` (one call, or read from the socket hop by hop), anything else (and
    what those decline) to wsgidav with the session in ``environ["xferd.session"]``.
 
 Every refusal here emits a ``webdav.bad_request`` audit event.
