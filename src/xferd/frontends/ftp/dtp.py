@@ -38,7 +38,7 @@ TRANSFER_REPLIES = {errno.EDQUOT: 552, errno.ENOSPC: 452, errno.EIO: 451}
 
 
 SENDFILE_BYTES = 16 * 1024 * 1024
-DRAIN_READS = 16  # socket reads per readable event, at most (the socket is non-blocking)
+DRAIN_READS = 64  # socket reads per readable event, at most (the socket is non-blocking)
 
 
 class DataChannel(DTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
@@ -68,16 +68,20 @@ class DataChannel(DTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
         return True
 
     def handle_read(self) -> None:
-        """An upload over plain FTP in binary mode is received straight into the file's hop buffer
-        (one copy fewer than recv and join); TLS and ASCII mode take pyftpdlib's way."""
+        """An upload in binary mode is received straight into the file's hop buffer (one copy
+        fewer than recv and join), several reads per wake-up; ASCII mode takes pyftpdlib's way."""
         space = getattr(self.file_obj, "space", None)
-        if space is None or self._data_wrapper is not None or isinstance(self.socket, SSL.Connection):
+        if space is None or self._data_wrapper is not None:
             super().handle_read()
             return
-        # Read until the socket is drained (or a hop is full): one poll per burst, not per segment.
-        for _ in range(DRAIN_READS):
+        # Read until the socket is drained: one poll per burst, not per segment (over TLS, a read
+        # returns at most one 16 KiB record). Past DRAIN_READS, only what TLS already holds
+        # decrypted is read: the kernel would not wake this channel for it.
+        reads = 0
+        while reads < DRAIN_READS or self.holds_plaintext():
+            reads += 1
             try:
-                nbytes = self._receive(self.socket.recv_into, space(), 0)
+                nbytes = self.recv_into(space())
             except _RetryError:
                 return
             except OSError:
@@ -97,6 +101,14 @@ class DataChannel(DTPHandler):  # type: ignore[misc]  # pyftpdlib is untyped
     def recv(self, buffer_size: int) -> bytes:
         data: bytes = self._receive(self.socket.recv, buffer_size, b"")
         return data
+
+    def recv_into(self, view: memoryview) -> int:
+        nbytes: int = self._receive(self.socket.recv_into, view, 0)
+        return nbytes
+
+    def holds_plaintext(self) -> bool:
+        """Whether bytes were received and decrypted but not yet read (TLS only)."""
+        return False
 
     def _receive(self, receive: Any, arg: Any, empty: Any) -> Any:
         """``receive(arg)``, with resets and TLS ends noted; ``empty`` (what EOF returns) on a reset."""
@@ -186,6 +198,31 @@ class TlsDataChannel(SSLConnectionMixin, DataChannel):  # type: ignore[misc]
             elif code not in _ERRNOS_RETRY:
                 raise
         return 0
+
+    def holds_plaintext(self) -> bool:
+        return bool(self._ssl_requested and not self._closed and self.socket.pending() > 0)
+
+    def recv_into(self, view: memoryview) -> int:
+        """The TLS layer's translations of the mixin's recv, for recv_into."""
+        if not self._ssl_requested:
+            return DataChannel.recv_into(self, view)
+        try:
+            return DataChannel.recv_into(self, view)
+        except SSL.WantReadError as exc:
+            self._ssl_want_read = True
+            raise _RetryError from exc
+        except SSL.WantWriteError as exc:
+            self._ssl_want_write = True
+            raise _RetryError from exc
+        except SSL.ZeroReturnError:
+            DataChannel.handle_close(self)
+            return 0
+        except SSL.SysCallError as exc:
+            code, text = exc.args
+            if code in _ERRNOS_DISCONNECTED or text == "Unexpected EOF":
+                DataChannel.handle_close(self)
+                return 0
+            raise
 
     def ended_cleanly(self) -> bool:
         # A protected stream ends with close_notify; a bare FIN could be injected to truncate an
