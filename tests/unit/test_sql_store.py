@@ -23,7 +23,18 @@ from xferd.errors import (
 )
 from xferd.metadata import schema
 from xferd.metadata.database import SqliteDatabase
-from xferd.metadata.models import Checksums, CommitResult, Inode, NewContent, Perm, Quota, Tenant, Usage, User
+from xferd.metadata.models import (
+    Checksums,
+    CommitResult,
+    Inode,
+    LockRecord,
+    NewContent,
+    Perm,
+    Quota,
+    Tenant,
+    Usage,
+    User,
+)
 from xferd.metadata.sql import SqlMetadataStore
 
 from .support import OWNER
@@ -736,3 +747,37 @@ class TestBlobs:
         await md.forget_blobs([first.inode.blob_id or "", live.inode.blob_id or ""])
         assert ([(first.inode.blob_id, t.id)], [], {live.inode.blob_id: "live"}) == (
             listed, none_yet, await md.blob_states())
+
+
+class TestLockLookups:
+    """locks_near answers from the table; a tenant that never had a lock is answered without it."""
+
+    @staticmethod
+    def _lock(path: str) -> LockRecord:
+        return LockRecord(secrets.token_hex(8), path, "0", "exclusive", "", 1, "alice", 60.0, -1.0)
+
+    async def test_locks_are_per_tenant(self, md: SqlMetadataStore, t: Tenant) -> None:
+        """A lock in one tenant is found there, at and above its path, and not in another tenant."""
+        other = await md.ensure_tenant("other")
+        lock = self._lock("/a/b")
+        await md.create_lock(t.id, lock)
+        assert ([lock], [lock], [], [], []) == (
+            await md.locks_near(t.id, "/a/b", False), await md.locks_near(t.id, "/a", True),
+            await md.locks_near(t.id, "/a/c", False), await md.locks_near(other.id, "/a/b", True),
+            await md.locks_near(other.id, "/", True))
+
+    async def test_locks_taken_before_a_restart_are_found(self, tmp_path: Path) -> None:
+        """A store opened over a database that already holds locks finds them."""
+        path = tmp_path / "metadata.db"
+        first = SqlMetadataStore(SqliteDatabase(path))
+        await first.open()
+        tenant = await first.ensure_tenant("default")
+        lock = self._lock("/kept")
+        await first.create_lock(tenant.id, lock)
+        await first.close()
+        second = SqlMetadataStore(SqliteDatabase(path))
+        await second.open()
+        try:
+            assert [lock] == await second.locks_near(tenant.id, "/kept", False)
+        finally:
+            await second.close()

@@ -207,9 +207,16 @@ class SqlMetadataStore:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
+        # The tenants that have any lock row, where this process is the only one that takes locks
+        # (SQLite: the embedded default, whose data directory one daemon holds): a change in any
+        # other tenant needs no lock lookup. None: always look (a database several nodes share).
+        self._lock_tenants: set[int] | None = None
 
     async def open(self) -> None:
         await self.db.open()
+        if self.db.dialect == "sqlite":
+            self._lock_tenants = set(await self.db.read(
+                lambda conn: [r[0] for r in conn.execute("SELECT DISTINCT tenant_id FROM locks")]))
 
     async def close(self) -> None:
         await self.db.close()
@@ -674,6 +681,9 @@ class SqlMetadataStore:
     # -- WebDAV locks and dead properties ------------------------------------------------------------
 
     async def create_lock(self, tenant_id: int, lock: LockRecord) -> None:
+        if self._lock_tenants is not None:
+            self._lock_tenants.add(tenant_id)  # before the row exists: a lookup too many, never one too few
+
         def work(conn: Conn) -> None:
             conn.execute(f"INSERT INTO locks (tenant_id, {LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - only constant column lists are interpolated
                          (tenant_id, lock.token, lock.path, lock.depth, lock.scope, lock.owner, lock.user_id,
@@ -703,6 +713,8 @@ class SqlMetadataStore:
 
     async def locks_near(self, tenant_id: int, path: str, below: bool) -> list[LockRecord]:
         """Live locks on ``path`` and each of its ancestors, and with ``below`` on everything under it."""
+        if self._lock_tenants is not None and tenant_id not in self._lock_tenants:
+            return []
         ancestors = ["/"]
         parts = [p for p in path.split("/") if p]
         ancestors += ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
