@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import PASSWORD, Daemon
+from tests.support import PASSWORD, Daemon, new_user, running_daemon
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +51,19 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     for d in started:
         if d.proc is not None:
             d.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon with the default settings and no users, shared by the tests of a module: each test
+    works as a user of its own (``user``), so tests depend neither on each other nor on their order."""
+    with running_daemon(tmp_path_factory.mktemp("server"), users=()) as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def user(server: Daemon, client_key: Path) -> str:
+    """A new user of ``server`` for this test alone (password PASSWORD and the client key, an empty
+    home); from here on the test sees only the daemon's new events (Daemon.mark)."""
+    server.mark()
+    return new_user(server, "user", PASSWORD, client_key.with_suffix(".pub"))

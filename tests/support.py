@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
+import functools
+import itertools
 import json
 import os
 import random
@@ -98,8 +100,19 @@ def write_config(path: Path, sections: dict[str, Any]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+@functools.cache
+def _password_hash(password: str) -> str:
+    from xferd.auth import hash_password
+
+    return hash_password(password)
+
+
 def run_cli_inprocess(argv: list[str], input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``xferd ARGV`` run by this process. The CLI's argon2id hash of a password is computed once per
+    test run (each costs 0.15-0.35 s here) and reused for every user given that password:
+    a real hash, with the daemon's own parameters, that the daemon verifies as usual."""
     import io
+    from unittest import mock
 
     from xferd.cli import main
 
@@ -108,7 +121,8 @@ def run_cli_inprocess(argv: list[str], input: str | None = None) -> subprocess.C
     saved = sys.stdin
     sys.stdin = io.StringIO(input or "")
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                mock.patch("xferd.cli.hash_password", _password_hash):
             # In a thread of its own: the CLI runs its own event loop, and an async test has one running.
             worker = threading.Thread(target=lambda: codes.append(main(argv)))
             worker.start()
@@ -174,6 +188,7 @@ class Daemon:
             shutil.copytree(cached_host_keys(), self.data_dir / "host_keys")
         write_config(self.config_path, base)
         self.log_path = root / "daemon.log"
+        self.log_offset = 0  # events() and wait_event() read the log from here (see mark())
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, env: dict[str, str] | None = None, wait: bool = True) -> Daemon:
@@ -210,8 +225,8 @@ class Daemon:
 
     def cli(self, *args: str, input: str | None = None, check: bool = True,
             subprocess_: bool = False) -> subprocess.CompletedProcess[str]:
-        """Run ``xferd ARGS --config ...``: in this process by default (the same code, much faster),
-        or as a real subprocess with ``subprocess_``."""
+        """Run ``xferd ARGS --config ...``: in this process by default (the same code, much faster; see
+        run_cli_inprocess), or as a real subprocess with ``subprocess_``."""
         argv = [*args, "--config", str(self.config_path)]
         if subprocess_:
             result = subprocess.run([sys.executable, "-m", "xferd", *argv], input=input, capture_output=True,
@@ -231,10 +246,18 @@ class Daemon:
             args += ["--key", str(key)]
         self.cli(*args, input=password + "\n" if password is not None else None)
 
+    def mark(self) -> None:
+        """From now on events() and wait_event() see only what the daemon logs after this call: on a
+        daemon shared between tests, a test waits for its own events, not an earlier test's."""
+        self.log_offset = self.log_path.stat().st_size
+
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        """The daemon's JSON log lines (optionally only events called ``name``)."""
+        """The daemon's JSON log lines since mark() (optionally only events called ``name``)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_offset)
+            text = f.read().decode(errors="replace")
         out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        for line in text.splitlines():
             if not line.startswith("{"):
                 continue
             try:
@@ -267,6 +290,18 @@ class Daemon:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+
+_USER_NUMBERS = itertools.count(1)
+
+
+def new_user(daemon: Daemon, prefix: str = "user", password: str | None = PASSWORD, key: Path | None = None,
+             *extra: str) -> str:
+    """Add a user with a name nobody has yet (``prefix`` and a number), home /NAME, and return the name:
+    a test on a shared daemon starts in an empty home of its own."""
+    name = f"{prefix}{next(_USER_NUMBERS)}"
+    daemon.add_user(name, password, key, *extra)
+    return name
 
 
 @contextlib.contextmanager

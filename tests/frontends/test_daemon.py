@@ -1,4 +1,8 @@
-"""The daemon's life: start, refuse to start, stop gracefully, limits, systemd notification."""
+"""The daemon's life: start, refuse to start, stop gracefully, limits, systemd notification.
+
+Tests of starting and stopping, and of settings, start daemons of their own; the command-line and
+data-directory tests share one running daemon.
+"""
 
 from __future__ import annotations
 
@@ -145,9 +149,9 @@ class TestLimits:
 
 
 class TestCommandLine:
-    def test_user_commands_as_a_real_process(self, daemon: Daemon, client_key: Path) -> None:
+    def test_user_commands_as_a_real_process(self, server: Daemon, client_key: Path) -> None:
         """user add/list/key add/passwd/del work as separate processes while the daemon runs."""
-        run = daemon.cli
+        run = server.cli
         run("user", "add", "dave", "--password-stdin", "--perms", "list,download", "--quota-bytes", "1000",
             input="pw one\n", subprocess_=True)
         run("user", "key", "add", "dave", str(client_key.with_suffix(".pub")), subprocess_=True)
@@ -159,25 +163,25 @@ class TestCommandLine:
         version = subprocess.run([sys.executable, "-m", "xferd", "version"], capture_output=True, text=True)
         assert version.stdout.startswith("xferd ")
 
-    def test_user_add_refuses_bad_input(self, daemon: Daemon, tmp_path: Path) -> None:
+    def test_user_add_refuses_bad_input(self, server: Daemon, tmp_path: Path) -> None:
         """Unknown permissions, a bad key file and a user with no credential are refused."""
         bad_key = tmp_path / "bad.pub"
         bad_key.write_text("not a key\n")
-        assert "unknown permission 'fly'" in daemon.cli(
+        assert "unknown permission 'fly'" in server.cli(
             "user", "add", "e", "--password-stdin", "--perms", "fly", input="x\n", check=False).stderr
-        assert "not an OpenSSH public key" in daemon.cli(
+        assert "not an OpenSSH public key" in server.cli(
             "user", "add", "e", "--key", str(bad_key), check=False).stderr
-        assert "needs a password" in daemon.cli("user", "add", "e", check=False).stderr
-        assert "already exists" in daemon.cli("user", "add", "e2", "--password-stdin", input="x\n").stderr + \
-            daemon.cli("user", "add", "e2", "--password-stdin", input="x\n", check=False).stderr
+        assert "needs a password" in server.cli("user", "add", "e", check=False).stderr
+        assert "already exists" in server.cli("user", "add", "e2", "--password-stdin", input="x\n").stderr + \
+            server.cli("user", "add", "e2", "--password-stdin", input="x\n", check=False).stderr
 
 
 
 
 class TestDataDirectory:
-    def test_one_daemon_per_data_directory(self, daemon: Daemon, tmp_path: Path) -> None:
+    def test_one_daemon_per_data_directory(self, server: Daemon, tmp_path: Path) -> None:
         """A second daemon on the same data directory refuses to start and says why."""
-        second = Daemon(tmp_path / "second", data_dir=str(daemon.data_dir))
+        second = Daemon(tmp_path / "second", data_dir=str(server.data_dir))
         second.start(wait=False)
         assert second.proc is not None
         assert second.proc.wait(30) != 0

@@ -1,5 +1,9 @@
 """The FTP frontend in the daemon's life: startup and certificates, shutdown, limits, passive
-addresses per client network, and tenants by HOST."""
+addresses per client network, and tenants by HOST.
+
+Each test starts a daemon with the settings it checks, except the tenant tests, which share one
+(each with a user of its own).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support import PASSWORD, Daemon, ftp_connect, ftp_login
+from tests.support import PASSWORD, Daemon, ftp_connect, ftp_login, new_user, running_daemon
 
 
 def _code(call: object, *args: object) -> str:
@@ -241,35 +245,41 @@ class TestPassiveAddress:
         daemon.stop()
 
 
+@pytest.fixture(scope="module")
+def acme_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon that maps the FTP virtual host files.acme.test to tenant acme."""
+    with running_daemon(tmp_path_factory.mktemp("ftp-acme"), (),
+                        ftp={"virtual_hosts": ["files.acme.test=acme"]}) as daemon:
+        yield daemon
+
+
 class TestTenants:
     @pytest.fixture
-    def acme(self, make_daemon: Callable[..., Daemon]) -> Daemon:
-        daemon = make_daemon(ftp={"virtual_hosts": ["files.acme.test=acme"]})
-        daemon.cli("user", "add", "carol", "--tenant", "acme", "--password-stdin", input=PASSWORD + "\n")
-        return daemon
+    def carol(self, acme_host: Daemon) -> str:
+        """A new user of tenant acme (carol, numbered) for this test alone; nobody of that name is in
+        the default tenant."""
+        acme_host.mark()
+        return new_user(acme_host, "carol", PASSWORD, None, "--tenant", "acme")
 
-    def test_host_selects_the_tenant(self, acme: Daemon) -> None:
+    def test_host_selects_the_tenant(self, acme_host: Daemon, carol: str) -> None:
         """HOST names a configured virtual host; USER then logs in within its tenant."""
-        client = ftp_connect(acme)
+        client = ftp_connect(acme_host)
         assert client.sendcmd("HOST files.acme.test").startswith("220")
-        client.login("carol", PASSWORD)
+        client.login(carol, PASSWORD)
         client.storbinary("STOR f", io.BytesIO(b"x"))
         client.quit()
-        acme.wait_event("auth.login", tenant="acme", user="carol", outcome="ok")
-        acme.stop()
+        acme_host.wait_event("auth.login", tenant="acme", user=carol, outcome="ok")
 
-    def test_unknown_host_and_late_host(self, acme: Daemon) -> None:
+    def test_unknown_host_and_late_host(self, acme_host: Daemon, carol: str) -> None:
         """An unknown host is 504; HOST after USER is 503; without HOST carol is unknown in the default tenant."""
-        client = ftp_connect(acme)
+        client = ftp_connect(acme_host)
         assert "504" == _code(client.sendcmd, "HOST other.test")
-        assert "530" == _code(client.login, "carol", PASSWORD)
-        client.sendcmd("USER carol")
+        assert "530" == _code(client.login, carol, PASSWORD)
+        client.sendcmd(f"USER {carol}")
         assert "503" == _code(client.sendcmd, "HOST files.acme.test")
         client.close()
-        acme.stop()
 
-    def test_user_at_tenant(self, acme: Daemon) -> None:
+    def test_user_at_tenant(self, acme_host: Daemon, carol: str) -> None:
         """carol@acme logs in as over SFTP, HOST or not."""
-        client = ftp_login(acme, "carol@acme", PASSWORD)
+        client = ftp_login(acme_host, f"{carol}@acme", PASSWORD)
         client.quit()
-        acme.stop()

@@ -1,4 +1,7 @@
-"""Python's ftplib against a real daemon: every command the FTP frontend serves, plain and over TLS."""
+"""Python's ftplib against a real daemon: every command the FTP frontend serves, plain and over TLS.
+
+The tests share one daemon; each logs in as a user of its own, in an empty home.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,10 @@ import io
 import os
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.support import Daemon, FtpMode, ftp_login
+from tests.support import Daemon, FtpMode, ftp_login, new_user
 
 
 def _put(client: ftplib.FTP, name: str, data: bytes) -> str:
@@ -32,18 +34,19 @@ def _code(call: object, *args: object) -> str:
 
 
 @pytest.fixture
-def ftp(alice: Daemon) -> Iterator[ftplib.FTP]:
-    client = ftp_login(alice)
+def ftp(server: Daemon, user: str) -> Iterator[ftplib.FTP]:
+    """An FTP session of this test's user."""
+    client = ftp_login(server, user)
     yield client
     client.close()
 
 
 class TestTransfers:
     @pytest.mark.parametrize("mode", ["plain", "explicit", "implicit", "explicit", "implicit"])
-    def test_upload_and_download_are_byte_exact(self, alice: Daemon, mode: FtpMode) -> None:
+    def test_upload_and_download_are_byte_exact(self, server: Daemon, user: str, mode: FtpMode) -> None:
         """A 5 MB file and an empty file go up and come back unchanged (TLS runs are repeated:
         shutdown bugs on data connections are intermittent)."""
-        client = ftp_login(alice, mode=mode)
+        client = ftp_login(server, user, mode=mode)
         data = os.urandom(5 * 1024 * 1024 + 17)
         assert _put(client, "big.bin", data).startswith("226")
         assert _put(client, "empty", b"").startswith("226")
@@ -52,24 +55,24 @@ class TestTransfers:
         client.quit()
 
     @pytest.mark.parametrize("mode", ["plain", "explicit"])
-    def test_download_is_audited_with_its_bytes(self, alice: Daemon, mode: FtpMode) -> None:
+    def test_download_is_audited_with_its_bytes(self, server: Daemon, user: str, mode: FtpMode) -> None:
         """RETR, whole and after REST, delivers the right bytes and logs fs.download with the count
         (plain FTP sends local blobs with sendfile, TLS in hops: both are counted)."""
-        client = ftp_login(alice, mode=mode)
+        client = ftp_login(server, user, mode=mode)
         data = os.urandom(3 * 1024 * 1024 + 5)
         _put(client, "d.bin", data)
         assert data == _get(client, "d.bin")
         assert data[1000:] == _get(client, "d.bin", rest=1000)
         client.quit()
-        alice.wait_event("fs.download", path="/d.bin", outcome="ok", bytes=len(data))
-        alice.wait_event("fs.download", path="/d.bin", outcome="ok", bytes=len(data) - 1000)
+        server.wait_event("fs.download", user=user, path="/d.bin", outcome="ok", bytes=len(data))
+        server.wait_event("fs.download", user=user, path="/d.bin", outcome="ok", bytes=len(data) - 1000)
 
-    def test_upload_replaces_atomically_and_is_audited(self, ftp: ftplib.FTP, alice: Daemon) -> None:
+    def test_upload_replaces_atomically_and_is_audited(self, ftp: ftplib.FTP, server: Daemon, user: str) -> None:
         """STOR over an existing file replaces it and logs fs.upload with the SHA-256."""
         _put(ftp, "f", b"old")
         _put(ftp, "f", b"new content")
         assert b"new content" == _get(ftp, "f")
-        event = alice.wait_event("fs.upload", path="/f", outcome="ok", size=11)
+        event = server.wait_event("fs.upload", user=user, path="/f", outcome="ok", size=11)
         assert hashlib.sha256(b"new content").hexdigest() == event["sha256"]
         assert "ftp" == event["protocol"]
 
@@ -155,7 +158,7 @@ class TestListings:
         assert reply[1].startswith(" type=file;size=3;")
         assert reply[1].endswith(" /f")
 
-    def test_list_nlst_and_stat(self, ftp: ftplib.FTP) -> None:
+    def test_list_nlst_and_stat(self, ftp: ftplib.FTP, user: str) -> None:
         """LIST shows ls -l lines with the owner, NLST bare names, STAT the listing on the control connection."""
         ftp.mkd("d")
         _put(ftp, "d/file name.txt", b"12345")
@@ -163,7 +166,7 @@ class TestListings:
         ftp.retrlines("LIST d", lines.append)
         assert 1 == len(lines)
         assert lines[0].startswith("-rw-r--r--")
-        assert " alice    alice " in lines[0] and "        5 " in lines[0]
+        assert f" {user:<8} {user:<8} " in lines[0] and "        5 " in lines[0]
         assert lines[0].endswith(" file name.txt")
         assert ["file name.txt"] == ftp.nlst("d")
         assert "file name.txt" in ftp.sendcmd("STAT d")
@@ -293,37 +296,37 @@ class TestFeatures:
         _put(ftp, "résumé-日本.txt", b"x")
         assert ["résumé-日本.txt"] == ftp.nlst()
 
-    def test_avbl_reports_the_quota_remainder(self, daemon: Daemon) -> None:
+    def test_avbl_reports_the_quota_remainder(self, server: Daemon) -> None:
         """AVBL is the quota minus what the user stores."""
-        daemon.add_user("alice", "pw", None, "--quota-bytes", "10000")
-        client = ftp_login(daemon, "alice", "pw")
+        name = new_user(server, "quota", "pw", None, "--quota-bytes", "10000")
+        client = ftp_login(server, name, "pw")
         _put(client, "f", b"x" * 3000)
         assert "213 7000" == client.sendcmd("AVBL")
         assert "550" == _code(client.sendcmd, "AVBL f")
         client.quit()
 
-    def test_quota_exceeded_is_552_and_nothing_is_stored(self, daemon: Daemon) -> None:
+    def test_quota_exceeded_is_552_and_nothing_is_stored(self, server: Daemon) -> None:
         """An upload past the byte quota fails with 552 and leaves no file."""
-        daemon.add_user("alice", "pw", None, "--quota-bytes", "1000000")
-        client = ftp_login(daemon, "alice", "pw")
+        name = new_user(server, "quota", "pw", None, "--quota-bytes", "1000000")
+        client = ftp_login(server, name, "pw")
         assert "552" == _code(_put, client, "big", os.urandom(3 * 1024 * 1024))
         assert [] == client.nlst()
-        daemon.wait_event("fs.upload", path="/big", outcome="incomplete")
+        server.wait_event("fs.upload", user=name, path="/big", outcome="incomplete")
         client.quit()
 
-    def test_epsv_and_pasv(self, ftp: ftplib.FTP, alice: Daemon) -> None:
+    def test_epsv_and_pasv(self, ftp: ftplib.FTP, server: Daemon) -> None:
         """Both passive forms hand out ports of the configured range, on the address the client used."""
-        low, high = alice.passive_ports
+        low, high = server.passive_ports
         host, port = ftplib.parse227(ftp.sendcmd("PASV"))
         assert "127.0.0.1" == host and low <= port <= high
         port = ftplib.parse229(ftp.sendcmd("EPSV"), ("127.0.0.1", 0))[1]
         assert low <= port <= high
 
-    def test_tls_is_reported_in_the_session(self, alice: Daemon, tmp_path: Path) -> None:
+    def test_tls_is_reported_in_the_session(self, server: Daemon, user: str) -> None:
         """A login over TLS is recorded with protocol ftps."""
-        client = ftp_login(alice, mode="explicit")
+        client = ftp_login(server, user, mode="explicit")
         client.quit()
-        alice.wait_event("auth.login", user="alice", outcome="ok", protocol="ftps")
+        server.wait_event("auth.login", user=user, outcome="ok", protocol="ftps")
 
 
 class TestErrors:
@@ -349,10 +352,10 @@ class TestErrors:
         """A name over 255 bytes cannot be stored (553, the reply for a file name not allowed)."""
         assert "553" == _code(_put, ftp, "n" * 300, b"x")
 
-    def test_quota_exceeded_at_commit_is_552(self, daemon: Daemon) -> None:
+    def test_quota_exceeded_at_commit_is_552(self, server: Daemon) -> None:
         """A small upload over the byte quota fails when it commits: 552, and nothing is stored."""
-        daemon.add_user("alice", "pw", None, "--quota-bytes", "1000")
-        client = ftp_login(daemon, "alice", "pw")
+        name = new_user(server, "quota", "pw", None, "--quota-bytes", "1000")
+        client = ftp_login(server, name, "pw")
         assert "552" == _code(_put, client, "f", os.urandom(5000))
         assert [] == client.nlst()
         client.quit()

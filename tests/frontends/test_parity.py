@@ -369,22 +369,25 @@ def _try_all(side: Side) -> tuple[Outcome, ...]:
 
 class TestSameRefusals:
     @pytest.mark.parametrize(("perms", "expected"), REFUSALS, ids=[r[0] for r in REFUSALS])
-    def test_permissions(self, daemon: Daemon, perms: str, expected: tuple[Outcome, ...]) -> None:
+    def test_permissions(self, shared: Daemon, perms: str, expected: tuple[Outcome, ...]) -> None:
         """bob, with only some permissions on alice's tree, gets the same answer to each operation
-        over SFTP, FTP and WebDAV (each protocol on a fresh copy of the tree; WebDAV has no chmod)."""
-        daemon.add_user("alice")
-        daemon.add_user("bob", PASSWORD, None, "--home", "/alice", "--perms", "list")
-        daemon.cli("user", "grant", "bob", "/alice", perms)
+        over SFTP, FTP and WebDAV (each protocol on a fresh copy of the tree; WebDAV has no chmod).
+        Both are users of this test alone."""
+        alice = f"alice{next(USERS)}"
+        bob = f"bob{next(USERS)}"
+        shared.add_user(alice)
+        shared.add_user(bob, PASSWORD, None, "--home", f"/{alice}", "--perms", "list")
+        shared.cli("user", "grant", bob, f"/{alice}", perms)
         results = {}
         for name, make in SIDES.items():
-            owner = SftpSide(daemon, "alice")
+            owner = SftpSide(shared, alice)
             owner.mkdir("dir")
             for f in ("file.txt", "other.txt", "victim.txt"):
                 owner.put(f"dir/{f}", b"original")
-            bob = make(daemon, "bob")
-            results[name] = {op: result for op, result in zip(OPERATIONS, _try_all(bob), strict=True)
-                             if op not in bob.lacks}
-            bob.close()
+            side = make(shared, bob)
+            results[name] = {op: result for op, result in zip(OPERATIONS, _try_all(side), strict=True)
+                             if op not in side.lacks}
+            side.close()
             for f in list(owner.sizes("dir")):
                 if f == "sub":
                     owner.rmdir("dir/sub")

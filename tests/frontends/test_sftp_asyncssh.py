@@ -3,6 +3,8 @@
 asyncssh has no client API for several of them (check-file, space-available, copy-file,
 expand-path, home-directory, users-groups-by-id); :func:`extended` sends those as raw
 SSH_FXP_EXTENDED requests on the client's own handler and returns the reply packet.
+
+The tests share one daemon; each logs in as a user of its own, in an empty home.
 """
 
 from __future__ import annotations
@@ -20,21 +22,22 @@ import pytest
 from asyncssh.packet import Boolean, Byte, SSHPacket, String, UInt32, UInt64
 from asyncssh.sftp import FXP_EXTENDED_REPLY, FXP_INIT, FXP_NAME, FXP_STATUS, FXP_VERSION
 
-from tests.support import PASSWORD, Daemon
+from tests.support import PASSWORD, Daemon, new_user
 from xferd import __version__
 
 MIB = 1024 * 1024
 
 
-def connect(daemon: Daemon, key: Path) -> Any:
-    """An SSH connection as alice, for ``async with``."""
-    return asyncssh.connect("127.0.0.1", daemon.port, username="alice", known_hosts=None,
+def connect(daemon: Daemon, key: Path, user: str = "alice") -> Any:
+    """An SSH connection as ``user``, for ``async with``."""
+    return asyncssh.connect("127.0.0.1", daemon.port, username=user, known_hosts=None,
                             client_keys=[str(key)], connect_timeout=30)
 
 
 @pytest.fixture
-async def sftp(alice: Daemon, client_key: Path) -> AsyncIterator[asyncssh.SFTPClient]:
-    async with connect(alice, client_key) as conn, conn.start_sftp_client() as client:
+async def sftp(server: Daemon, user: str, client_key: Path) -> AsyncIterator[asyncssh.SFTPClient]:
+    """An SFTP session of this test's user."""
+    async with connect(server, client_key, user) as conn, conn.start_sftp_client() as client:
         yield client
 
 
@@ -79,9 +82,9 @@ async def check_file(sftp: asyncssh.SFTPClient, path: str, algorithms: str, offs
     return algorithm, packet.get_remaining_payload()
 
 
-async def server_version(daemon: Daemon, key: Path) -> tuple[int, dict[bytes, bytes]]:
+async def server_version(daemon: Daemon, key: Path, user: str) -> tuple[int, dict[bytes, bytes]]:
     """The SSH_FXP_VERSION packet the server answers a version 3 INIT with: version and extensions."""
-    async with connect(daemon, key) as conn:
+    async with connect(daemon, key, user) as conn:
         writer, reader, _ = await conn.open_session(subsystem="sftp", encoding=None)
         writer.write(UInt32(5) + Byte(FXP_INIT) + UInt32(3))
         length = int.from_bytes(await asyncio.wait_for(reader.readexactly(4), 30), "big")
@@ -101,9 +104,9 @@ def blob_files(daemon: Daemon) -> set[Path]:
 
 
 class TestVersion:
-    async def test_advertised_extensions(self, alice: Daemon, client_key: Path) -> None:
+    async def test_advertised_extensions(self, server: Daemon, user: str, client_key: Path) -> None:
         """The server answers version 3 and names every extension it implements, with its version."""
-        version, extensions = await server_version(alice, client_key)
+        version, extensions = await server_version(server, client_key, user)
         assert 3 == version
         assert {
             b"posix-rename@openssh.com": b"1",
@@ -122,9 +125,9 @@ class TestVersion:
             b"space-available": b"",
         } == {name: data for name, data in extensions.items() if name != b"vendor-id"}
 
-    async def test_vendor_id(self, alice: Daemon, client_key: Path) -> None:
+    async def test_vendor_id(self, server: Daemon, user: str, client_key: Path) -> None:
         """vendor-id names xferd as vendor and product, with the installed version."""
-        _, extensions = await server_version(alice, client_key)
+        _, extensions = await server_version(server, client_key, user)
         vendor = SSHPacket(extensions[b"vendor-id"])
         assert (b"xferd", b"xferd", __version__.encode(), 0) == (
             vendor.get_string(), vendor.get_string(), vendor.get_string(), vendor.get_uint64())
@@ -304,11 +307,11 @@ class TestCheckFile:
 
 
 class TestSpaceAvailable:
-    async def test_reports_the_quota(self, daemon: Daemon, client_key: Path) -> None:
+    async def test_reports_the_quota(self, server: Daemon, client_key: Path) -> None:
         """space-available reports the quota as the device size and what is left as unused."""
         quota, used = 1_000_000 * 4096, 123_456
-        daemon.add_user("alice", PASSWORD, client_key.with_suffix(".pub"), "--quota-bytes", str(quota))
-        async with connect(daemon, client_key) as conn, conn.start_sftp_client() as sftp:
+        name = new_user(server, "quota", PASSWORD, client_key.with_suffix(".pub"), "--quota-bytes", str(quota))
+        async with connect(server, client_key, name) as conn, conn.start_sftp_client() as sftp:
             await put(sftp, "f", os.urandom(used))
             kind, packet = await extended(sftp, b"space-available", String("/"))
         assert FXP_EXTENDED_REPLY == kind
@@ -323,11 +326,11 @@ class TestSpaceAvailable:
 
 
 class TestStatvfs:
-    async def test_reports_the_quota(self, daemon: Daemon, client_key: Path) -> None:
+    async def test_reports_the_quota(self, server: Daemon, client_key: Path) -> None:
         """statvfs@openssh.com gives the quota in blocks, the free blocks, and the files quota."""
-        daemon.add_user("alice", PASSWORD, client_key.with_suffix(".pub"), "--quota-bytes", str(4096 * 256),
-                        "--quota-files", "10")
-        async with connect(daemon, client_key) as conn, conn.start_sftp_client() as sftp:
+        name = new_user(server, "quota", PASSWORD, client_key.with_suffix(".pub"), "--quota-bytes",
+                        str(4096 * 256), "--quota-files", "10")
+        async with connect(server, client_key, name) as conn, conn.start_sftp_client() as sftp:
             await put(sftp, "f", bytes(4096 * 6))
             vfs = await sftp.statvfs("/")
         assert (4096, 256, 250, 250, 10, 9) == (vfs.frsize, vfs.blocks, vfs.bfree, vfs.bavail, vfs.files,
@@ -360,9 +363,9 @@ class TestExpandPath:
 
 
 class TestHomeDirectory:
-    async def test_own_home(self, sftp: asyncssh.SFTPClient) -> None:
+    async def test_own_home(self, sftp: asyncssh.SFTPClient, user: str) -> None:
         """home-directory answers '/' for the logged-in user."""
-        assert ["/"] == await names_reply(sftp, b"home-directory", String("alice"))
+        assert ["/"] == await names_reply(sftp, b"home-directory", String(user))
 
 
     async def test_empty_name_means_the_current_user(self, sftp: asyncssh.SFTPClient) -> None:
@@ -371,8 +374,8 @@ class TestHomeDirectory:
 
 
 class TestUsersGroupsById:
-    async def test_names_of_the_owner(self, sftp: asyncssh.SFTPClient) -> None:
-        """The uid and gid of alice's files map to 'alice'; an unknown id maps to an empty name."""
+    async def test_names_of_the_owner(self, sftp: asyncssh.SFTPClient, user: str) -> None:
+        """The uid and gid of a user's files map to the user's name; an unknown id maps to an empty name."""
         await put(sftp, "f", b"x")
         attrs = await sftp.stat("f")
         assert attrs.uid is not None and attrs.gid is not None
@@ -380,8 +383,8 @@ class TestUsersGroupsById:
                                       String(UInt32(attrs.uid) + UInt32(999_999)), String(UInt32(attrs.gid)))
         assert FXP_EXTENDED_REPLY == kind
         users, groups = SSHPacket(packet.get_string()), SSHPacket(packet.get_string())
-        assert (b"alice", b"") == (users.get_string(), users.get_string())
-        assert b"alice" == groups.get_string()
+        assert (user.encode(), b"") == (users.get_string(), users.get_string())
+        assert user.encode() == groups.get_string()
         assert (False, False) == (bool(users), bool(groups))
 
     async def test_empty_request(self, sftp: asyncssh.SFTPClient) -> None:
@@ -398,12 +401,12 @@ class TestCopyFile:
         await extended(sftp, b"copy-file", String("orig"), String("copy"), Boolean(False))
         assert data == await get(sftp, "copy")
 
-    async def test_copy_shares_the_blob(self, alice: Daemon, sftp: asyncssh.SFTPClient) -> None:
+    async def test_copy_shares_the_blob(self, server: Daemon, sftp: asyncssh.SFTPClient) -> None:
         """copy-file stores no new bytes: the copy points at the original's blob."""
         await put(sftp, "orig", os.urandom(MIB))
-        before = blob_files(alice)
+        before = blob_files(server)
         await extended(sftp, b"copy-file", String("orig"), String("copy"), Boolean(False))
-        assert before == blob_files(alice)
+        assert before == blob_files(server)
 
     async def test_changing_the_copy_keeps_the_original(self, sftp: asyncssh.SFTPClient) -> None:
         """Writing into the copy leaves the original's bytes unchanged (it is not a hard link)."""
@@ -431,10 +434,10 @@ class TestCopyFile:
         await extended(sftp, b"copy-file", String("orig"), String("copy"), Boolean(True))
         assert b"orig" == await get(sftp, "copy")
 
-    async def test_overwrite_at_the_file_quota(self, daemon: Daemon, client_key: Path) -> None:
+    async def test_overwrite_at_the_file_quota(self, server: Daemon, client_key: Path) -> None:
         """Overwriting one file with a copy of another adds no file, so a full file quota allows it."""
-        daemon.add_user("alice", PASSWORD, client_key.with_suffix(".pub"), "--quota-files", "2")
-        async with connect(daemon, client_key) as conn, conn.start_sftp_client() as sftp:
+        name = new_user(server, "quota", PASSWORD, client_key.with_suffix(".pub"), "--quota-files", "2")
+        async with connect(server, client_key, name) as conn, conn.start_sftp_client() as sftp:
             await put(sftp, "orig", b"orig")
             await put(sftp, "copy", b"other")
             await extended(sftp, b"copy-file", String("orig"), String("copy"), Boolean(True))

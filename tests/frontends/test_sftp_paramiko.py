@@ -1,4 +1,7 @@
-"""paramiko's SFTPClient against a real daemon: logins, random access, renames, links and visibility."""
+"""paramiko's SFTPClient against a real daemon: logins, random access, renames, links and visibility.
+
+The tests share one daemon; each logs in as a user of its own, in an empty home.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +18,13 @@ import paramiko
 import pytest
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
-from tests.support import PASSWORD, Daemon
+from tests.support import PASSWORD, Daemon, new_user
 
 MIB = 1024 * 1024
 
 
 @contextlib.contextmanager
-def connect(daemon: Daemon, user: str = "alice", *, password: str | None = None,
+def connect(daemon: Daemon, user: str, *, password: str | None = None,
             key: Path | None = None) -> Iterator[paramiko.SFTPClient]:
     """An SFTP session over its own SSH transport, logged in with ``password`` or ``key``."""
     transport = paramiko.Transport(("127.0.0.1", daemon.port))
@@ -38,8 +41,9 @@ def connect(daemon: Daemon, user: str = "alice", *, password: str | None = None,
 
 
 @pytest.fixture
-def sftp(alice: Daemon, client_key: Path) -> Iterator[paramiko.SFTPClient]:
-    with connect(alice, key=client_key) as client:
+def sftp(server: Daemon, user: str, client_key: Path) -> Iterator[paramiko.SFTPClient]:
+    """An SFTP session of this test's user."""
+    with connect(server, user, key=client_key) as client:
         yield client
 
 
@@ -66,36 +70,36 @@ def hardlink(sftp: paramiko.SFTPClient, old: str, new: str) -> None:
 
 
 class TestLogin:
-    def test_password_login(self, alice: Daemon) -> None:
+    def test_password_login(self, server: Daemon, user: str) -> None:
         """The right password opens a session that sees the home directory."""
-        with connect(alice, password=PASSWORD) as sftp:
+        with connect(server, user, password=PASSWORD) as sftp:
             assert "/" == sftp.normalize(".")
 
-    def test_key_login(self, alice: Daemon, client_key: Path) -> None:
+    def test_key_login(self, server: Daemon, user: str, client_key: Path) -> None:
         """A registered ed25519 key opens a session."""
-        with connect(alice, key=client_key) as sftp:
+        with connect(server, user, key=client_key) as sftp:
             assert [] == sftp.listdir("/")
 
-    def test_wrong_password_is_refused(self, alice: Daemon) -> None:
+    def test_wrong_password_is_refused(self, server: Daemon, user: str) -> None:
         """A wrong password fails with AuthenticationException."""
-        with pytest.raises(paramiko.AuthenticationException), connect(alice, password="wrong"):
+        with pytest.raises(paramiko.AuthenticationException), connect(server, user, password="wrong"):
             pass
 
-    def test_unknown_user_is_refused_like_a_wrong_password(self, alice: Daemon) -> None:
+    def test_unknown_user_is_refused_like_a_wrong_password(self, server: Daemon, user: str) -> None:
         """An unknown user fails exactly as a wrong password does: nothing tells that the name is free."""
         with pytest.raises(paramiko.AuthenticationException) as unknown, \
-                connect(alice, "mallory", password=PASSWORD):
+                connect(server, "mallory", password=PASSWORD):
             pass
-        with pytest.raises(paramiko.AuthenticationException) as wrong, connect(alice, password="wrong"):
+        with pytest.raises(paramiko.AuthenticationException) as wrong, connect(server, user, password="wrong"):
             pass
         assert type(wrong.value) is type(unknown.value)
         assert str(wrong.value) == str(unknown.value)
 
-    def test_unregistered_key_is_refused(self, alice: Daemon, tmp_path: Path) -> None:
-        """A key that is not alice's does not log in as alice."""
+    def test_unregistered_key_is_refused(self, server: Daemon, user: str, tmp_path: Path) -> None:
+        """A key that is not the user's does not log in as the user."""
         path = tmp_path / "other"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-        with pytest.raises(paramiko.AuthenticationException), connect(alice, key=path):
+        with pytest.raises(paramiko.AuthenticationException), connect(server, user, key=path):
             pass
 
 
@@ -177,21 +181,22 @@ class TestRename:
 
 
 class TestStatvfs:
-    def test_reports_the_quota_and_its_use(self, daemon: Daemon, client_key: Path) -> None:
+    def test_reports_the_quota_and_its_use(self, server: Daemon, client_key: Path) -> None:
         """statvfs shows the byte quota as the size and what is left of it as free space."""
         quota = 4096 * 1000
-        daemon.add_user("alice", PASSWORD, client_key.with_suffix(".pub"), "--quota-bytes", str(quota))
-        with connect(daemon, key=client_key) as sftp:
+        name = new_user(server, "quota", PASSWORD, client_key.with_suffix(".pub"), "--quota-bytes", str(quota))
+        with connect(server, name, key=client_key) as sftp:
             put_bytes(sftp, "used.bin", os.urandom(4096 * 10))
             vfs = statvfs(sftp, "/")
         assert quota == vfs["blocks"] * vfs["frsize"]
         assert quota - 4096 * 10 == vfs["bfree"] * vfs["frsize"]
         assert vfs["bfree"] == vfs["bavail"]
 
-    def test_a_changed_quota_applies_to_the_next_session(self, alice: Daemon, client_key: Path) -> None:
+    def test_a_changed_quota_applies_to_the_next_session(self, server: Daemon, user: str,
+                                                         client_key: Path) -> None:
         """`xferd user quota` changes what the next session's statvfs reports."""
-        alice.cli("user", "quota", "alice", "--bytes", str(8192 * 512))
-        with connect(alice, key=client_key) as sftp:
+        server.cli("user", "quota", user, "--bytes", str(8192 * 512))
+        with connect(server, user, key=client_key) as sftp:
             vfs = statvfs(sftp, ".")
         assert 8192 * 512 == vfs["blocks"] * vfs["frsize"]
 
@@ -202,29 +207,29 @@ class TestStatvfs:
 
 
 class TestQuota:
-    def test_upload_beyond_the_byte_quota_fails_and_leaves_nothing(self, daemon: Daemon, client_key: Path) -> None:
+    def test_upload_beyond_the_byte_quota_fails_and_leaves_nothing(self, server: Daemon, client_key: Path) -> None:
         """An upload that outgrows the byte quota fails; no partial file is left behind."""
-        daemon.add_user("alice", PASSWORD, client_key.with_suffix(".pub"), "--quota-bytes", "100000")
-        with connect(daemon, key=client_key) as sftp:
+        name = new_user(server, "quota", PASSWORD, client_key.with_suffix(".pub"), "--quota-bytes", "100000")
+        with connect(server, name, key=client_key) as sftp:
             with pytest.raises(OSError), sftp.open("big.bin", "wb") as f:
                 f.write(os.urandom(200_000))
             assert [] == sftp.listdir(".")
 
-    def test_overwrite_beyond_the_byte_quota_keeps_the_old_content(self, daemon: Daemon,
+    def test_overwrite_beyond_the_byte_quota_keeps_the_old_content(self, server: Daemon,
                                                                    client_key: Path) -> None:
         """An overwrite that outgrows the byte quota fails; the file keeps its previous content."""
-        daemon.add_user("alice", PASSWORD, client_key.with_suffix(".pub"), "--quota-bytes", "100000")
+        name = new_user(server, "quota", PASSWORD, client_key.with_suffix(".pub"), "--quota-bytes", "100000")
         old = os.urandom(10_000)
-        with connect(daemon, key=client_key) as sftp:
+        with connect(server, name, key=client_key) as sftp:
             put_bytes(sftp, "f.bin", old)
             with pytest.raises(OSError), sftp.open("f.bin", "wb") as f:
                 f.write(os.urandom(200_000))
             assert old == get_bytes(sftp, "f.bin")
 
-    def test_file_quota_refuses_one_file_too_many(self, daemon: Daemon, client_key: Path) -> None:
+    def test_file_quota_refuses_one_file_too_many(self, server: Daemon, client_key: Path) -> None:
         """With a quota of two files, the third upload fails and the first two stay."""
-        daemon.add_user("alice", PASSWORD, client_key.with_suffix(".pub"), "--quota-files", "2")
-        with connect(daemon, key=client_key) as sftp:
+        name = new_user(server, "quota", PASSWORD, client_key.with_suffix(".pub"), "--quota-files", "2")
+        with connect(server, name, key=client_key) as sftp:
             put_bytes(sftp, "one", b"1")
             put_bytes(sftp, "two", b"2")
             with pytest.raises(OSError), sftp.open("three", "wb") as f:
@@ -264,9 +269,9 @@ class TestHardlink:
 
 
 class TestFsync:
-    def test_fsync_succeeds_and_does_not_publish(self, alice: Daemon, client_key: Path) -> None:
+    def test_fsync_succeeds_and_does_not_publish(self, server: Daemon, user: str, client_key: Path) -> None:
         """fsync@openssh.com on an open upload succeeds; the content appears only at close."""
-        with connect(alice, key=client_key) as writer, connect(alice, key=client_key) as reader:
+        with connect(server, user, key=client_key) as writer, connect(server, user, key=client_key) as reader:
             put_bytes(writer, "f.bin", b"old")
             f = writer.open("f.bin", "wb")
             f.write(b"new content")
@@ -284,9 +289,9 @@ class TestFsync:
             assert b"r" == f.read()
 
 
-async def _hardlinks(daemon: Daemon, key: Path, directory: str, count: int) -> None:
+async def _hardlinks(daemon: Daemon, user: str, key: Path, directory: str, count: int) -> None:
     """``count`` names for one empty file in ``directory``, made with many requests in flight."""
-    async with asyncssh.connect("127.0.0.1", daemon.port, username="alice", known_hosts=None,
+    async with asyncssh.connect("127.0.0.1", daemon.port, username=user, known_hosts=None,
                                 client_keys=[str(key)]) as conn, conn.start_sftp_client() as sftp:
         await sftp.mkdir(directory)
         async with sftp.open(f"{directory}/f00000", "wb"):
@@ -301,9 +306,10 @@ async def _hardlinks(daemon: Daemon, key: Path, directory: str, count: int) -> N
 
 class TestListing:
     @pytest.mark.timeout(600)
-    def test_ten_thousand_entries(self, alice: Daemon, client_key: Path, sftp: paramiko.SFTPClient) -> None:
+    def test_ten_thousand_entries(self, server: Daemon, user: str, client_key: Path,
+                                  sftp: paramiko.SFTPClient) -> None:
         """A directory of 10,000 files lists every name exactly once, with its attributes."""
-        asyncio.run(_hardlinks(alice, client_key, "big", 10_000))
+        asyncio.run(_hardlinks(server, user, client_key, "big", 10_000))
         entries = sftp.listdir_attr("big")
         names = [e.filename for e in entries]
         assert 10_000 == len(names)
@@ -426,10 +432,10 @@ class TestOpenModes:
 
 
 class TestUploadVisibility:
-    def test_readers_see_the_old_content_until_close(self, alice: Daemon, client_key: Path) -> None:
+    def test_readers_see_the_old_content_until_close(self, server: Daemon, user: str, client_key: Path) -> None:
         """While another session uploads, readers see the complete old file; after close, the new one."""
         old, new = os.urandom(200_000), os.urandom(MIB)
-        with connect(alice, key=client_key) as writer, connect(alice, key=client_key) as reader:
+        with connect(server, user, key=client_key) as writer, connect(server, user, key=client_key) as reader:
             put_bytes(writer, "f.bin", old)
             f = writer.open("f.bin", "wb")
             f.write(new[:600_000])
@@ -441,9 +447,9 @@ class TestUploadVisibility:
             f.close()
             assert new == get_bytes(reader, "f.bin")
 
-    def test_a_new_file_appears_only_at_close(self, alice: Daemon, client_key: Path) -> None:
+    def test_a_new_file_appears_only_at_close(self, server: Daemon, user: str, client_key: Path) -> None:
         """Another session does not see a file being created until its upload is closed."""
-        with connect(alice, key=client_key) as writer, connect(alice, key=client_key) as reader:
+        with connect(server, user, key=client_key) as writer, connect(server, user, key=client_key) as reader:
             f = writer.open("new.bin", "wb")
             f.write(b"partial")
             f.flush()
@@ -451,10 +457,10 @@ class TestUploadVisibility:
             f.close()
             assert b"partial" == get_bytes(reader, "new.bin")
 
-    def test_an_open_reader_keeps_its_snapshot(self, alice: Daemon, client_key: Path) -> None:
+    def test_an_open_reader_keeps_its_snapshot(self, server: Daemon, user: str, client_key: Path) -> None:
         """A download opened before a new upload commits reads the old content to its end."""
         old = os.urandom(500_000)
-        with connect(alice, key=client_key) as writer, connect(alice, key=client_key) as reader:
+        with connect(server, user, key=client_key) as writer, connect(server, user, key=client_key) as reader:
             put_bytes(writer, "f.bin", old)
             with reader.open("f.bin", "rb") as r:
                 head = r.read(1000)
@@ -462,33 +468,33 @@ class TestUploadVisibility:
                 assert old == head + r.read()
             assert b"replaced" == get_bytes(reader, "f.bin")
 
-    def test_interrupted_upload_keeps_the_previous_content(self, alice: Daemon, client_key: Path) -> None:
+    def test_interrupted_upload_keeps_the_previous_content(self, server: Daemon, user: str, client_key: Path) -> None:
         """An upload cut off by closing the transport is discarded: the file keeps its old bytes."""
         old = os.urandom(100_000)
-        with connect(alice, key=client_key) as sftp:
+        with connect(server, user, key=client_key) as sftp:
             put_bytes(sftp, "f.bin", old)
-        transport = paramiko.Transport(("127.0.0.1", alice.port))
-        transport.connect(username="alice", pkey=paramiko.Ed25519Key.from_private_key_file(str(client_key)))
+        transport = paramiko.Transport(("127.0.0.1", server.port))
+        transport.connect(username=user, pkey=paramiko.Ed25519Key.from_private_key_file(str(client_key)))
         cut = paramiko.SFTPClient.from_transport(transport)
         assert cut is not None
         f = cut.open("f.bin", "wb")
         f.write(os.urandom(2 * MIB))
         f.flush()
         transport.close()
-        alice.wait_event("fs.upload", timeout=30, path="/f.bin", outcome="disconnected")
-        with connect(alice, key=client_key) as sftp:
+        server.wait_event("fs.upload", timeout=30, user=user, path="/f.bin", outcome="disconnected")
+        with connect(server, user, key=client_key) as sftp:
             assert (old, len(old)) == (get_bytes(sftp, "f.bin"), sftp.stat("f.bin").st_size)
 
-    def test_interrupted_new_upload_leaves_no_file(self, alice: Daemon, client_key: Path) -> None:
+    def test_interrupted_new_upload_leaves_no_file(self, server: Daemon, user: str, client_key: Path) -> None:
         """A first upload of a name cut off by a dropped connection leaves no file behind."""
-        transport = paramiko.Transport(("127.0.0.1", alice.port))
-        transport.connect(username="alice", pkey=paramiko.Ed25519Key.from_private_key_file(str(client_key)))
+        transport = paramiko.Transport(("127.0.0.1", server.port))
+        transport.connect(username=user, pkey=paramiko.Ed25519Key.from_private_key_file(str(client_key)))
         cut = paramiko.SFTPClient.from_transport(transport)
         assert cut is not None
         f = cut.open("partial.bin", "wb")
         f.write(os.urandom(300_000))
         f.flush()
         transport.close()
-        alice.wait_event("fs.upload", timeout=30, path="/partial.bin", outcome="disconnected")
-        with connect(alice, key=client_key) as sftp:
+        server.wait_event("fs.upload", timeout=30, user=user, path="/partial.bin", outcome="disconnected")
+        with connect(server, user, key=client_key) as sftp:
             assert [] == sftp.listdir(".")

@@ -1,4 +1,7 @@
-"""Permissions and confinement over SFTP: every route to an operation is refused without its permission."""
+"""Permissions and confinement over SFTP: every route to an operation is refused without its permission.
+
+The tests share one daemon; each works with users of its own.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 import paramiko
 import pytest
 
-from tests.support import PASSWORD, Daemon, paramiko_sftp
+from tests.support import PASSWORD, Daemon, new_user, paramiko_sftp
 
 
 def _errno_of(call: Any, *args: Any) -> int:
@@ -20,26 +23,28 @@ def _errno_of(call: Any, *args: Any) -> int:
 
 
 @pytest.fixture
-def shared(daemon: Daemon) -> Iterator[tuple[Any, Any]]:
-    """alice owns /alice with every permission; bob's home is /alice too, with only what a test grants."""
-    daemon.add_user("alice")
-    daemon.add_user("bob", PASSWORD, None, "--home", "/alice", "--perms", "list")
-    owner = paramiko_sftp(daemon, "alice")
+def shared(server: Daemon) -> Iterator[tuple[Any, Any]]:
+    """A new user (the owner) has every permission on their home; a second one, bob, has the same
+    home, with only what a test grants. Yields the owner's session and ``login(perms)`` for bob's."""
+    owner_name = new_user(server, "alice")
+    home = f"/{owner_name}"
+    bob_name = new_user(server, "bob", PASSWORD, None, "--home", home, "--perms", "list")
+    owner = paramiko_sftp(server, owner_name)
     owner.mkdir("dir")
     owner.putfo(io.BytesIO(b"original"), "dir/file.txt")
     owner.putfo(io.BytesIO(b"other"), "dir/other.txt")
     bob = None
     try:
-        yield owner, lambda perms: _login_with(daemon, perms)
+        yield owner, lambda perms: _login_with(server, bob_name, home, perms)
     finally:
         owner.close()
         if bob is not None:
             bob.close()
 
 
-def _login_with(daemon: Daemon, perms: str) -> Any:
-    daemon.cli("user", "grant", "bob", "/alice", perms)
-    return paramiko_sftp(daemon, "bob")
+def _login_with(daemon: Daemon, user: str, home: str, perms: str) -> Any:
+    daemon.cli("user", "grant", user, home, perms)
+    return paramiko_sftp(daemon, user)
 
 
 class TestPermissionRefusals:
@@ -103,14 +108,14 @@ class TestPermissionRefusals:
         assert _errno_of(bob.chmod, "dir/file.txt", 0o600) == errno.EACCES
         bob.close()
 
-    def test_subdirectory_grant_narrows_the_home_grant(self, daemon: Daemon) -> None:
+    def test_subdirectory_grant_narrows_the_home_grant(self, server: Daemon) -> None:
         """A grant on a subdirectory replaces the home's grant there (the most specific path wins)."""
-        daemon.add_user("carol")
-        client = paramiko_sftp(daemon, "carol")
+        carol = new_user(server, "carol")
+        client = paramiko_sftp(server, carol)
         client.mkdir("readonly")
         client.close()
-        daemon.cli("user", "grant", "carol", "/carol/readonly", "list,download")
-        client = paramiko_sftp(daemon, "carol")
+        server.cli("user", "grant", carol, f"/{carol}/readonly", "list,download")
+        client = paramiko_sftp(server, carol)
         assert _errno_of(client.mkdir, "readonly/sub") == errno.EACCES
         assert _errno_of(client.putfo, io.BytesIO(b"x"), "readonly/x") == errno.EACCES
         client.putfo(io.BytesIO(b"x"), "writable")
@@ -118,16 +123,23 @@ class TestPermissionRefusals:
         client.close()
 
 
+@pytest.fixture(scope="module")
+def alice_session(server: Daemon) -> Iterator[Any]:
+    """A session of user alice (home /alice, the only user of that name here), who has secret.txt in
+    her home."""
+    server.add_user("alice")
+    client = paramiko_sftp(server, "alice")
+    client.putfo(io.BytesIO(b"alice's secret"), "secret.txt")
+    yield client
+    client.close()
+
+
 class TestConfinement:
     @pytest.fixture
-    def two_users(self, daemon: Daemon) -> Iterator[tuple[Any, Any]]:
-        daemon.add_user("alice")
-        daemon.add_user("mallory")
-        alice = paramiko_sftp(daemon, "alice")
-        alice.putfo(io.BytesIO(b"alice's secret"), "secret.txt")
-        mallory = paramiko_sftp(daemon, "mallory")
-        yield alice, mallory
-        alice.close()
+    def two_users(self, server: Daemon, alice_session: Any) -> Iterator[tuple[Any, Any]]:
+        """alice's session, and one of a new user of this test (mallory)."""
+        mallory = paramiko_sftp(server, new_user(server, "mallory"))
+        yield alice_session, mallory
         mallory.close()
 
     @pytest.mark.parametrize("path", ["../alice/secret.txt", "/../alice/secret.txt", "/../../alice/secret.txt",
@@ -161,19 +173,19 @@ class TestConfinement:
 
 
 class TestLoginRefusals:
-    def test_disabled_user_cannot_log_in(self, daemon: Daemon) -> None:
+    def test_disabled_user_cannot_log_in(self, server: Daemon) -> None:
         """Disabling a user refuses their next login at once."""
-        daemon.add_user("alice")
-        paramiko_sftp(daemon, "alice").close()
-        daemon.cli("user", "disable", "alice")
+        name = new_user(server)
+        paramiko_sftp(server, name).close()
+        server.cli("user", "disable", name)
         with pytest.raises(paramiko.AuthenticationException):
-            paramiko_sftp(daemon, "alice")
-        daemon.wait_event("auth.login", outcome="disabled", user="alice")
+            paramiko_sftp(server, name)
+        server.wait_event("auth.login", outcome="disabled", user=name)
 
-    def test_password_change_applies_to_the_next_login(self, daemon: Daemon) -> None:
+    def test_password_change_applies_to_the_next_login(self, server: Daemon) -> None:
         """A new password works at once and the old one stops working."""
-        daemon.add_user("alice")
-        daemon.cli("user", "passwd", "alice", "--password-stdin", input="new password\n")
+        name = new_user(server)
+        server.cli("user", "passwd", name, "--password-stdin", input="new password\n")
         with pytest.raises(paramiko.AuthenticationException):
-            paramiko_sftp(daemon, "alice")
-        paramiko_sftp(daemon, "alice", password="new password").close()
+            paramiko_sftp(server, name)
+        paramiko_sftp(server, name, password="new password").close()

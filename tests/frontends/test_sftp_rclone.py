@@ -1,4 +1,7 @@
-"""rclone's sftp backend against a real daemon: trees up and down, checks, listings and moves."""
+"""rclone's sftp backend against a real daemon: trees up and down, checks, listings and moves.
+
+The tests share one daemon; each logs in as a user of its own, in an empty home.
+"""
 
 from __future__ import annotations
 
@@ -34,12 +37,13 @@ def files_of(root: Path) -> dict[str, bytes]:
 
 
 class Rclone:
-    """rclone with a config file of its own that names the daemon as remote ``xferd:``."""
+    """rclone with a config file of its own that names the daemon, logged in as ``user``, as remote ``xferd:``."""
 
-    def __init__(self, daemon: Daemon, tmp_path: Path, key: Path | None = None, password: str | None = None) -> None:
+    def __init__(self, daemon: Daemon, tmp_path: Path, user: str, key: Path | None = None,
+                 password: str | None = None) -> None:
         require_tool("rclone")
         self.config = tmp_path / "rclone.conf"
-        lines = [f"[{REMOTE}]", "type = sftp", "host = 127.0.0.1", f"port = {daemon.port}", "user = alice",
+        lines = [f"[{REMOTE}]", "type = sftp", "host = 127.0.0.1", f"port = {daemon.port}", f"user = {user}",
                  "set_modtime = true", "known_hosts_file = ", "idle_timeout = 5s"]
         if key is not None:
             lines.append(f"key_file = {key}")
@@ -63,8 +67,9 @@ class Rclone:
 
 
 @pytest.fixture
-def rclone(alice: Daemon, client_key: Path, tmp_path: Path) -> Rclone:
-    return Rclone(alice, tmp_path, key=client_key)
+def rclone(server: Daemon, user: str, client_key: Path, tmp_path: Path) -> Rclone:
+    """rclone logged in as this test's user with the client key."""
+    return Rclone(server, tmp_path, user, key=client_key)
 
 
 @pytest.fixture
@@ -140,15 +145,15 @@ class TestRcloneListing:
         assert {"docs", "docs/deep", "docs/deep/deeper", "empty-dir-sibling"} == directories
         assert (0, 700_001) == (listed["docs/deep/empty"]["Size"], listed["docs/deep/deeper/mid.bin"]["Size"])
 
-    def test_password_login(self, alice: Daemon, tmp_path: Path, tree: Path) -> None:
+    def test_password_login(self, server: Daemon, user: str, tmp_path: Path, tree: Path) -> None:
         """An obscured password in the config logs in as well as a key."""
-        rclone = Rclone(alice, tmp_path, password=PASSWORD)
+        rclone = Rclone(server, tmp_path, user, password=PASSWORD)
         rclone.run("copy", str(tree / "docs"), f"{REMOTE}:docs")
         assert "readme.txt" in rclone.lsjson("docs")
 
-    def test_wrong_password_fails(self, alice: Daemon, tmp_path: Path) -> None:
+    def test_wrong_password_fails(self, server: Daemon, user: str, tmp_path: Path) -> None:
         """A wrong password makes rclone fail instead of listing."""
-        rclone = Rclone(alice, tmp_path, password="not the password")
+        rclone = Rclone(server, tmp_path, user, password="not the password")
         assert 0 != rclone.run("lsjson", f"{REMOTE}:", check=False).returncode
 
 

@@ -3,6 +3,8 @@
 sshfs sends CLOSE when the kernel releases a file, which happens after ``close()`` returns; the
 upload commits at that CLOSE, so a test that reads a file written through the mount from another
 session first waits for the daemon's ``fs.upload`` event.
+
+The tests share one daemon; each mounts the home of a user of its own, empty at first.
 """
 
 from __future__ import annotations
@@ -46,10 +48,10 @@ def unmount(point: Path) -> None:
 
 
 @contextlib.contextmanager
-def sshfs(daemon: Daemon, key: Path, point: Path) -> Iterator[Path]:
+def sshfs(daemon: Daemon, user: str, key: Path, point: Path) -> Iterator[Path]:
     point.mkdir(exist_ok=True)
     options = f"IdentityFile={key},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,BatchMode=yes,LogLevel=ERROR"
-    subprocess.run(["sshfs", "-p", str(daemon.port), "-o", options, "alice@127.0.0.1:/", str(point)],
+    subprocess.run(["sshfs", "-p", str(daemon.port), "-o", options, f"{user}@127.0.0.1:/", str(point)],
                    check=True, capture_output=True, timeout=60)
     try:
         assert os.path.ismount(point)
@@ -59,17 +61,19 @@ def sshfs(daemon: Daemon, key: Path, point: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def mount(alice: Daemon, client_key: Path, tmp_path: Path) -> Iterator[Path]:
+def mount(server: Daemon, user: str, client_key: Path, tmp_path: Path) -> Iterator[Path]:
+    """This test's user's home, mounted with sshfs."""
     require_fuse()
-    with sshfs(alice, client_key, tmp_path / "mnt") as point:
+    with sshfs(server, user, client_key, tmp_path / "mnt") as point:
         yield point
 
 
 @pytest.fixture
-def sftp(alice: Daemon, client_key: Path) -> Iterator[paramiko.SFTPClient]:
-    transport = paramiko.Transport(("127.0.0.1", alice.port))
+def sftp(server: Daemon, user: str, client_key: Path) -> Iterator[paramiko.SFTPClient]:
+    """An SFTP session of this test's user."""
+    transport = paramiko.Transport(("127.0.0.1", server.port))
     try:
-        transport.connect(username="alice", pkey=paramiko.Ed25519Key.from_private_key_file(str(client_key)))
+        transport.connect(username=user, pkey=paramiko.Ed25519Key.from_private_key_file(str(client_key)))
         client = paramiko.SFTPClient.from_transport(transport)
         assert client is not None
         with client:
@@ -78,14 +82,16 @@ def sftp(alice: Daemon, client_key: Path) -> Iterator[paramiko.SFTPClient]:
         transport.close()
 
 
-def commits(daemon: Daemon, path: str) -> int:
-    return sum(1 for e in daemon.events("fs.upload") if e.get("path") == path and e.get("outcome") == "ok")
+def commits(daemon: Daemon, user: str, path: str) -> int:
+    """How many times ``user``'s ``path`` has been committed (since the test began)."""
+    return sum(1 for e in daemon.events("fs.upload")
+               if e.get("user") == user and e.get("path") == path and e.get("outcome") == "ok")
 
 
-def wait_commits(daemon: Daemon, path: str, count: int, timeout: float = 30.0) -> None:
-    """Wait until ``path`` has been committed ``count`` times in all."""
+def wait_commits(daemon: Daemon, user: str, path: str, count: int, timeout: float = 30.0) -> None:
+    """Wait until ``user``'s ``path`` has been committed ``count`` times in all."""
     deadline = time.monotonic() + timeout
-    while commits(daemon, path) < count:
+    while commits(daemon, user, path) < count:
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} was not committed {count} times")
         time.sleep(0.05)
@@ -103,32 +109,33 @@ def put_bytes(sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
 
 class TestMount:
     def test_mount_shows_the_home(self, mount: Path, sftp: paramiko.SFTPClient) -> None:
-        """The mounted root lists what alice's home holds."""
+        """The mounted root lists what the user's home holds."""
         sftp.mkdir("from-sftp")
         put_bytes(sftp, "from-sftp/f", b"f")
         assert (["from-sftp"], ["f"]) == (os.listdir(mount), os.listdir(mount / "from-sftp"))
 
-    def test_unmount(self, alice: Daemon, client_key: Path, tmp_path: Path) -> None:
+    def test_unmount(self, server: Daemon, user: str, client_key: Path, tmp_path: Path) -> None:
         """An idle mount unmounts cleanly."""
         require_fuse()
         point = tmp_path / "m"
-        with sshfs(alice, client_key, point):
+        with sshfs(server, user, client_key, point):
             pass
         assert not os.path.ismount(point)
 
 
 class TestWritesThroughTheMount:
-    def test_sequential_write_of_a_new_file(self, alice: Daemon, mount: Path, sftp: paramiko.SFTPClient) -> None:
+    def test_sequential_write_of_a_new_file(self, server: Daemon, user: str, mount: Path,
+                                            sftp: paramiko.SFTPClient) -> None:
         """A new file written sequentially through the mount reads back the same, there and over SFTP."""
         data = os.urandom(3 * MIB + 7)
         with open(mount / "seq.bin", "wb") as f:
             for i in range(0, len(data), 100_000):
                 f.write(data[i:i + 100_000])
-        wait_commits(alice, "/seq.bin", 1)
+        wait_commits(server, user, "/seq.bin", 1)
         assert data == (mount / "seq.bin").read_bytes()
         assert data == get_bytes(sftp, "seq.bin")
 
-    def test_random_access_write_of_a_new_file(self, alice: Daemon, mount: Path,
+    def test_random_access_write_of_a_new_file(self, server: Daemon, user: str, mount: Path,
                                                sftp: paramiko.SFTPClient) -> None:
         """Writes at scattered offsets, with a hole, make the file they describe."""
         with open(mount / "rand.bin", "wb") as f:
@@ -139,45 +146,47 @@ class TestWritesThroughTheMount:
             f.seek(500_000)
             f.write(b"C")
         expected = b"A" * 1000 + bytes(199_000) + b"B" * 1000 + bytes(299_000) + b"C"
-        wait_commits(alice, "/rand.bin", 1)
+        wait_commits(server, user, "/rand.bin", 1)
         assert expected == get_bytes(sftp, "rand.bin")
         assert expected == (mount / "rand.bin").read_bytes()
 
-    def test_rewrite_inside_an_existing_file(self, alice: Daemon, mount: Path,
+    def test_rewrite_inside_an_existing_file(self, server: Daemon, user: str, mount: Path,
                                              sftp: paramiko.SFTPClient) -> None:
         """Opening an existing file 'r+b' and writing in its middle keeps the bytes around it."""
         data = bytearray(os.urandom(MIB))
         put_bytes(sftp, "existing.bin", bytes(data))
-        before = commits(alice, "/existing.bin")
+        before = commits(server, user, "/existing.bin")
         with open(mount / "existing.bin", "r+b") as f:
             f.seek(123_456)
             f.write(b"patched!" * 100)
         data[123_456:124_256] = b"patched!" * 100
-        wait_commits(alice, "/existing.bin", before + 1)
+        wait_commits(server, user, "/existing.bin", before + 1)
         assert bytes(data) == get_bytes(sftp, "existing.bin")
         assert bytes(data) == (mount / "existing.bin").read_bytes()
 
-    def test_overwrite_an_existing_file(self, alice: Daemon, mount: Path, sftp: paramiko.SFTPClient) -> None:
+    def test_overwrite_an_existing_file(self, server: Daemon, user: str, mount: Path,
+                                        sftp: paramiko.SFTPClient) -> None:
         """Opening an existing file with 'wb' through the mount replaces its content."""
         put_bytes(sftp, "over.txt", b"a much longer old content")
-        before = commits(alice, "/over.txt")
+        before = commits(server, user, "/over.txt")
         (mount / "over.txt").write_bytes(b"new")
-        wait_commits(alice, "/over.txt", before + 1)
+        wait_commits(server, user, "/over.txt", before + 1)
         assert b"new" == get_bytes(sftp, "over.txt")
 
-    def test_append_to_an_existing_file(self, alice: Daemon, mount: Path, sftp: paramiko.SFTPClient) -> None:
+    def test_append_to_an_existing_file(self, server: Daemon, user: str, mount: Path,
+                                        sftp: paramiko.SFTPClient) -> None:
         """Opening an existing file with 'ab' adds to its end."""
         put_bytes(sftp, "log.txt", b"one\n")
-        before = commits(alice, "/log.txt")
+        before = commits(server, user, "/log.txt")
         with open(mount / "log.txt", "ab") as f:
             f.write(b"two\n")
-        wait_commits(alice, "/log.txt", before + 1)
+        wait_commits(server, user, "/log.txt", before + 1)
         assert b"one\ntwo\n" == get_bytes(sftp, "log.txt")
 
-    def test_create_an_empty_file(self, alice: Daemon, mount: Path, sftp: paramiko.SFTPClient) -> None:
+    def test_create_an_empty_file(self, server: Daemon, user: str, mount: Path, sftp: paramiko.SFTPClient) -> None:
         """touch through the mount creates an empty file."""
         (mount / "touched").touch()
-        wait_commits(alice, "/touched", 1)
+        wait_commits(server, user, "/touched", 1)
         assert b"" == get_bytes(sftp, "touched")
 
 
