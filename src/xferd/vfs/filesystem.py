@@ -450,13 +450,7 @@ class VirtualFS:
         if upload is None:
             return None
         created = upload.ino is None
-        if data:
-            try:
-                await upload.write(0, data)
-            except OSError as exc:
-                await upload.abort(errno_name(exc))
-                raise
-        inode = await upload.close()
+        inode = await upload.finish(0, data)
         assert upload.checksums is not None
         return inode, created, upload.checksums.sha256
 

@@ -111,6 +111,17 @@ class Upload:
         """Make what was written so far durable in the pending blob (it stays invisible)."""
         await self.writer.flush()
 
+    async def finish(self, offset: int, tail: bytes) -> Inode:
+        """Write the last bytes (``tail`` at ``offset``, possibly none) and commit; a failed write
+        aborts the upload (the frontends' last hop: the end of a body and the commit in one call)."""
+        if tail:
+            try:
+                await self.write(offset, tail)
+            except BaseException as exc:
+                await self.abort(errno_name(exc) if isinstance(exc, OSError) else "failed")
+                raise
+        return await self.close()
+
     async def close(self) -> Inode:
         """Commit: make the blob durable, point the file at it in one transaction, publish it."""
         if self.done:

@@ -82,7 +82,7 @@ class UploadFile:
             except BaseException:
                 self.bridge.call(self.upload.abort, "failed", session=self.upload.session)
                 raise
-            self.bridge.call(_commit, self.upload, self._offset, tail, session=self.upload.session)
+            self.bridge.call(self.upload.finish, self._offset, tail, session=self.upload.session)
         else:
             with contextlib.suppress(Exception):  # the upload is discarded: its write errors no longer matter
                 self._wait()
@@ -90,16 +90,6 @@ class UploadFile:
 
     def close(self) -> None:
         self.finish(False)
-
-
-async def _commit(upload: Upload, offset: int, tail: bytes) -> None:
-    if tail:
-        try:
-            await upload.write(offset, tail)
-        except BaseException:
-            await upload.abort("failed")
-            raise
-    await upload.close()
 
 
 class DownloadFile:

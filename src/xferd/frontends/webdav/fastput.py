@@ -105,21 +105,11 @@ def _stream(environ: dict[str, Any], start_response: Callable[..., Any], path: s
         bridge.call(upload.abort, "client body incomplete", session=session)
         return _status(environ, start_response, HTTP_BAD_REQUEST)
     try:
-        inode = bridge.call(_commit, upload, offset, bytes(buf[:fill]), session=session)
+        bridge.call(upload.finish, offset, bytes(buf[:fill]), session=session)
     except OSError as exc:  # aborted and audited by the upload
         return _status(environ, start_response, status_of(exc))
-    assert upload.checksums is not None and inode is not None
+    assert upload.checksums is not None
     return _done(environ, start_response, created, upload.checksums.sha256)
-
-
-async def _commit(upload: Upload, offset: int, tail: bytes) -> Any:
-    if tail:
-        try:
-            await upload.write(offset, tail)
-        except OSError as exc:
-            await upload.abort(errors.errno_name(exc))
-            raise
-    return await upload.close()
 
 
 def _receive(rfile: Any, view: memoryview) -> int:

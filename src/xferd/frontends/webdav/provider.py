@@ -430,13 +430,7 @@ async def _finish(vfs: VirtualFS, s: Session, path: str, upload: Upload | None, 
                   ) -> tuple[Inode, dict[str, str]]:
     if upload is None:
         upload = await vfs.open_write(s, path, REPLACE)
-    if tail:
-        try:
-            await upload.write(offset, tail)
-        except OSError as exc:
-            await upload.abort(errors.errno_name(exc))
-            raise
-    inode = await upload.close()
+    inode = await upload.finish(offset, tail)
     return inode, await vfs.blob_etags(s, [inode.blob_id]) if inode.blob_id else {}
 
 
