@@ -3,6 +3,7 @@ permissions, its confinement, its atomic uploads and its audit events."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hashlib
@@ -626,6 +627,31 @@ class TestQuota:
             await vfs.setstat(s, "f", SetAttrs(size=1000))
         assert (10, set(), [], []) == ((await vfs.stat(s, "f")).size, vfs.open_transfers, tmp_files(storage),
                                        [b for b, state in (await md.blob_states()).items() if state == "pending"])
+
+
+class TestCommitCancelled:
+    async def test_blob_of_a_cancelled_commit_stays_until_the_store_decides(
+            self, vfs: VirtualFS, alice: Session, md: SqlMetadataStore, storage: LocalBlobStore,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """When the wait for the commit transaction is cancelled after it committed, the blob is not
+        deleted: reads find it in .tmp, and recovery at the next start moves it into place."""
+        real = md.commit_content
+
+        async def committed_then_cancelled(*args: Any, **kwargs: Any) -> Any:
+            await real(*args, **kwargs)
+            raise asyncio.CancelledError
+
+        monkeypatch.setattr(md, "commit_content", committed_then_cancelled)
+        upload = await vfs.open_write(alice, "f", CREATE)
+        await upload.write(0, b"committed")
+        with pytest.raises(asyncio.CancelledError):
+            await upload.close()
+        monkeypatch.undo()
+        in_tmp = tmp_files(storage)
+        before = await get(vfs, alice, "f")
+        moved = storage.recover_temporary(await md.live_blobs(storage.temporary_ids()))
+        assert ([upload.writer.blob_id], b"committed", (1, 0), [], b"committed") == (
+            in_tmp, before, moved, tmp_files(storage), await get(vfs, alice, "f"))
 
 
 class TestWriteErrors:

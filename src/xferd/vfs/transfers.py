@@ -148,13 +148,15 @@ class Upload:
                                                      self.mode if self.mode_set or self.ino is None else None,
                                                      s.quota, exclusive=self.open_mode.exclusive and self.ino is None,
                                                      reserved=vfs.reserves_blobs, blob_owner=vfs.blob_owner)
-            except BaseException:
-                # Never committed: the collector takes a reserved blob (the writer already removed
-                # its bytes, or they were published and are now unreferenced); an unreserved one is
-                # still only a temporary file, removed here.
+            except BaseException as exc:
+                # Not committed: the collector takes a reserved blob (the writer already removed its
+                # bytes, or they were published and are now unreferenced); an unreserved one is still
+                # only a temporary file, removed here. Unless the wait was cancelled: then the
+                # transaction may have committed after all, and the file stays in .tmp, where reads
+                # find it and the next start moves it into place or deletes it, as the store says.
                 if vfs.reserves_blobs:
                     await vfs.md.abandon_blob(self.writer.blob_id)
-                else:
+                elif isinstance(exc, Exception):
                     await self.writer.abort()
                 raise
             self.writer.publish()
