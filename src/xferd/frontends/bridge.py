@@ -23,12 +23,15 @@ import asyncio
 import concurrent.futures
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import structlog
 
-from xferd.errors import StorageError
+from xferd.errors import StorageError, errno_name
 from xferd.vfs.session import Session
+
+if TYPE_CHECKING:
+    from xferd.vfs.transfers import Upload
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -87,6 +90,72 @@ class Bridge:
             return
         if running is self.loop:
             raise RuntimeError("Bridge.call from the event loop's thread would wait for itself; await instead")
+
+
+class HopUpload:
+    """An upload fed from a frontend thread in hops: the bytes gather in a hop-sized buffer, which a
+    socket can receive into directly (:meth:`space`, :meth:`filled`) or :meth:`write` copies into.
+    A full hop goes to the loop without waiting for it; the next one fills meanwhile, so at most
+    one hop is in flight. An earlier hop's error is raised by the next :meth:`filled`."""
+
+    def __init__(self, bridge: Bridge, upload: Upload, offset: int, hop: int = HOP_BYTES) -> None:
+        self.bridge = bridge
+        self.upload = upload
+        self.hop = hop
+        self._offset = offset  # where the buffered bytes start
+        self._buf = bytearray(hop)
+        self._fill = 0
+        self._pending: concurrent.futures.Future[int] | None = None
+
+    def space(self) -> memoryview:
+        """Where the next received bytes go (never empty before commit or discard)."""
+        return memoryview(self._buf)[self._fill:]
+
+    def filled(self, nbytes: int) -> None:
+        """``nbytes`` were received into :meth:`space`."""
+        self._fill += nbytes
+        if self._fill == self.hop:
+            self._wait()
+            hop, self._buf, self._fill = self._buf, bytearray(self.hop), 0
+            self._pending = self.bridge.submit(self.upload.write, self._offset, hop, session=self.upload.session)
+            self._offset += len(hop)
+
+    def write(self, data: bytes) -> int:
+        view, size = memoryview(data), len(data)
+        while view:
+            n = min(len(view), self.hop - self._fill)
+            self._buf[self._fill:self._fill + n] = view[:n]
+            view = view[n:]
+            self.filled(n)
+        return size
+
+    def commit(self) -> None:
+        """The hop in flight, then the last bytes and the commit in one call (Upload.finish). A
+        failed hop aborts the upload first; the error is raised either way."""
+        tail = self._take_tail()
+        try:
+            self._wait()
+        except BaseException as exc:
+            self.bridge.call(self.upload.abort, errno_name(exc) if isinstance(exc, OSError) else "failed",
+                             session=self.upload.session)
+            raise
+        self.bridge.call(self.upload.finish, self._offset, tail, session=self.upload.session)
+
+    def discard(self, reason: str) -> None:
+        """Abort the upload (its audit event says ``reason``); the file keeps its old content."""
+        self._take_tail()
+        with contextlib.suppress(Exception):  # the upload is discarded: its write errors no longer matter
+            self._wait()
+        self.bridge.call(self.upload.abort, reason, session=self.upload.session)
+
+    def _take_tail(self) -> bytes:
+        tail, self._buf, self._fill = bytes(self._buf[:self._fill]), bytearray(), 0
+        return tail
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.bridge.result(pending)
 
 
 async def _awaited(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:

@@ -15,7 +15,7 @@ import concurrent.futures
 import contextlib
 
 from xferd.errors import InvalidArgument
-from xferd.frontends.bridge import HOP_BYTES, Bridge
+from xferd.frontends.bridge import HOP_BYTES, Bridge, HopUpload
 from xferd.vfs.filesystem import OpenMode, VirtualFS
 from xferd.vfs.session import Session
 from xferd.vfs.transfers import Download, Upload
@@ -25,68 +25,24 @@ class RestOutOfRange(InvalidArgument):
     """A REST offset beyond the end of the file (FTP answers 554)."""
 
 
-class UploadFile:
-    """Gathers the upload in a hop-sized buffer that the data channel receives into directly
-    (:meth:`space`, :meth:`filled`) or copies into (:meth:`write`, for TLS and ASCII mode). A full
-    hop is handed to the loop without waiting for it; the next one fills meanwhile."""
+class UploadFile(HopUpload):
+    """The file object of a STOR or APPE: hops of :class:`HopUpload`, which the data channel receives
+    into directly (binary mode) or writes into (ASCII mode), and pyftpdlib's file protocol."""
 
     def __init__(self, bridge: Bridge, upload: Upload, offset: int) -> None:
-        self.bridge = bridge
-        self.upload = upload
+        super().__init__(bridge, upload, offset)
         self.name = upload.path
         self.closed = False
-        self._offset = offset  # where the buffered bytes start
-        self._buf = bytearray(HOP_BYTES)
-        self._fill = 0
-        self._pending: concurrent.futures.Future[int] | None = None
-
-    def space(self) -> memoryview:
-        """Where the next received bytes go (never empty)."""
-        return memoryview(self._buf)[self._fill:]
-
-    def filled(self, nbytes: int) -> None:
-        """``nbytes`` were received into :meth:`space`."""
-        self._fill += nbytes
-        if self._fill == HOP_BYTES:
-            self._send()
-
-    def write(self, data: bytes) -> int:
-        view, size = memoryview(data), len(data)
-        while view:
-            n = min(len(view), HOP_BYTES - self._fill)
-            self._buf[self._fill:self._fill + n] = view[:n]
-            view = view[n:]
-            self.filled(n)
-        return size
-
-    def _send(self) -> None:
-        self._wait()
-        hop, self._buf, self._fill = self._buf, bytearray(HOP_BYTES), 0
-        self._pending = self.bridge.submit(self.upload.write, self._offset, hop, session=self.upload.session)
-        self._offset += len(hop)
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self.bridge.result(pending)
 
     def finish(self, ok: bool) -> None:
         """Commit (the last buffered bytes and the commit in one hop) or abort."""
         if self.closed:
             return
         self.closed = True
-        tail, self._buf, self._fill = bytes(self._buf[:self._fill]), bytearray(), 0
         if ok:
-            try:
-                self._wait()
-            except BaseException:
-                self.bridge.call(self.upload.abort, "failed", session=self.upload.session)
-                raise
-            self.bridge.call(self.upload.finish, self._offset, tail, session=self.upload.session)
+            self.commit()
         else:
-            with contextlib.suppress(Exception):  # the upload is discarded: its write errors no longer matter
-                self._wait()
-            self.bridge.call(self.upload.abort, "incomplete", session=self.upload.session)
+            self.discard("incomplete")
 
     def close(self) -> None:
         self.finish(False)

@@ -21,8 +21,6 @@ and audits as it always does. A small body that ends early goes the same way, to
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import io
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -31,6 +29,7 @@ from wsgidav import util
 from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_CREATED, HTTP_NO_CONTENT, DAVError
 
 from xferd import errors
+from xferd.frontends.bridge import HopUpload
 from xferd.frontends.webdav.fastget import CONDITIONS
 from xferd.frontends.webdav.provider import status_of
 from xferd.vfs.transfers import Upload
@@ -73,39 +72,27 @@ def _stream(environ: dict[str, Any], start_response: Callable[..., Any], path: s
     if rfile is None or not hasattr(rfile, "readinto1") or getattr(stream, "remaining", None) != length:
         return None  # not cheroot's reader as expected: wsgidav reads the body
     frontend, session = environ["xferd.frontend"], environ["xferd.session"]
-    bridge, hop = frontend.bridge, frontend.config.block_size
-    upload: Upload | None = bridge.call(frontend.vfs.open_whole, session, path)
+    upload: Upload | None = frontend.bridge.call(frontend.vfs.open_whole, session, path)
     if upload is None:
         return None  # declined before a byte was read
     created = upload.ino is None
-    buf, fill, offset, got = bytearray(hop), 0, 0, 0
-    pending: concurrent.futures.Future[int] | None = None
+    hops, got = HopUpload(frontend.bridge, upload, 0, frontend.config.block_size), 0
     try:
         while got < length:
-            nbytes = _receive(rfile, memoryview(buf)[fill:min(hop, fill + length - got)])
+            nbytes = _receive(rfile, hops.space()[:length - got])
             if not nbytes:
                 break
-            fill, got = fill + nbytes, got + nbytes
+            got += nbytes
             stream.remaining = length - got  # cheroot reads whatever is left after the response
-            if fill == hop:
-                if pending is not None:
-                    bridge.result(pending)
-                pending = bridge.submit(upload.write, offset, buf, session=session)
-                buf, fill, offset = bytearray(hop), 0, offset + hop
-        if pending is not None:
-            pending, waited = None, pending
-            bridge.result(waited)
+            hops.filled(nbytes)
     except OSError as exc:  # the upload refused a hop (quota, storage)
-        if pending is not None:
-            with contextlib.suppress(Exception):  # the upload is discarded; its other errors no longer matter
-                bridge.result(pending)
-        bridge.call(upload.abort, errors.errno_name(exc), session=session)
+        hops.discard(errors.errno_name(exc))
         return _status(environ, start_response, status_of(exc))
     if got < length:
-        bridge.call(upload.abort, "client body incomplete", session=session)
+        hops.discard("client body incomplete")
         return _status(environ, start_response, HTTP_BAD_REQUEST)
     try:
-        bridge.call(upload.finish, offset, bytes(buf[:fill]), session=session)
+        hops.commit()
     except OSError as exc:  # aborted and audited by the upload
         return _status(environ, start_response, status_of(exc))
     assert upload.checksums is not None
