@@ -781,3 +781,16 @@ class TestLockLookups:
             assert [lock] == await second.locks_near(tenant.id, "/kept", False)
         finally:
             await second.close()
+
+
+class TestLookupsByMany:
+    async def test_more_ids_than_one_query_binds(self, md: SqlMetadataStore, t: Tenant) -> None:
+        """Lookups by a list of ids ask in chunks (SQLite binds at most 999 parameters): blobs
+        spread over 1,200 ids, at both ends and across a chunk boundary, are all found."""
+        found = [(await commit(md, t, t.root_ino, f"f{i}", 1)).inode.blob_id for i in range(3)]
+        assert all(found)
+        ids = [secrets.token_hex(16) for _ in range(1200)]
+        for position, blob_id in zip((0, 500, 1199), found, strict=True):
+            ids[position] = str(blob_id)
+        assert ({str(b): SUMS.sha256 for b in found}, {str(b): t.id for b in found}) == (
+            await md.blob_etags(t.id, ids), await md.live_blobs(ids))

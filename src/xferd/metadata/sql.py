@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import structlog
@@ -65,6 +65,14 @@ def _inode(row: Sequence[Any]) -> Inode:
 def _user(row: Sequence[Any]) -> User:
     tenant = Tenant(row[7], row[8], row[9])
     return User(row[0], tenant, row[1], row[2], bool(row[3]), row[4], row[5], row[6])
+
+
+def _rows_in(conn: Conn, sql: str, before: Sequence[Any], values: Sequence[Any]) -> Iterator[Any]:
+    """The rows of ``sql``, whose ``{marks}`` stands for an ``IN`` list of ``values``, asked 500 at a
+    time (SQLite's limit on bound parameters); ``before``: the parameters that come first."""
+    for start in range(0, len(values), 500):
+        chunk = list(values[start:start + 500])
+        yield from conn.execute(sql.format(marks=", ".join("?" * len(chunk))), [*before, *chunk])
 
 
 def _get_inode(conn: Conn, tenant_id: int, ino: int) -> Inode | None:
@@ -743,13 +751,9 @@ class SqlMetadataStore:
         """The dead properties of each inode that has any: {ino: {"{ns}name": xml}}."""
         def work(conn: Conn) -> dict[int, dict[str, str]]:
             out: dict[int, dict[str, str]] = {}
-            for start in range(0, len(inos), 500):
-                chunk = list(inos[start:start + 500])
-                marks = ", ".join("?" * len(chunk))
-                for ino, name, value in conn.execute(
-                        f"SELECT ino, name, value FROM dead_props WHERE tenant_id = ? AND ino IN ({marks})",  # noqa: S608 - only placeholders are interpolated
-                        [tenant_id, *chunk]):
-                    out.setdefault(ino, {})[name] = value
+            for ino, name, value in _rows_in(conn, "SELECT ino, name, value FROM dead_props "
+                                                   "WHERE tenant_id = ? AND ino IN ({marks})", [tenant_id], inos):
+                out.setdefault(ino, {})[name] = value
             return out
         if not inos:
             return {}
@@ -804,13 +808,8 @@ class SqlMetadataStore:
     async def live_blobs(self, blob_ids: Sequence[str]) -> dict[str, int]:
         """Which of ``blob_ids`` are committed (live), with their tenant: {blob id: tenant id}."""
         def work(conn: Conn) -> dict[str, int]:
-            out: dict[str, int] = {}
-            for start in range(0, len(blob_ids), 500):
-                chunk = list(blob_ids[start:start + 500])
-                marks = ", ".join("?" * len(chunk))
-                out.update(conn.execute(f"SELECT id, tenant_id FROM blobs WHERE state = 'live' AND id IN ({marks})",  # noqa: S608 - only placeholders are interpolated
-                                        chunk).fetchall())
-            return out
+            return dict(_rows_in(conn, "SELECT id, tenant_id FROM blobs WHERE state = 'live' AND id IN ({marks})",
+                                 [], blob_ids))
         return await self.db.read(work) if blob_ids else {}
 
     async def set_blob_md5(self, tenant_id: int, blob_id: str, md5: str) -> None:
@@ -821,13 +820,8 @@ class SqlMetadataStore:
 
     async def blob_etags(self, tenant_id: int, blob_ids: Sequence[str]) -> dict[str, str]:
         def work(conn: Conn) -> dict[str, str]:
-            out: dict[str, str] = {}
-            for start in range(0, len(blob_ids), 500):
-                chunk = list(blob_ids[start:start + 500])
-                marks = ", ".join("?" * len(chunk))
-                out.update(conn.execute(f"SELECT id, sha256 FROM blobs WHERE tenant_id = ? AND sha256 IS NOT NULL "  # noqa: S608 - only placeholders are interpolated
-                                        f"AND id IN ({marks})", [tenant_id, *chunk]).fetchall())
-            return out
+            return dict(_rows_in(conn, "SELECT id, sha256 FROM blobs WHERE tenant_id = ? AND sha256 IS NOT NULL "
+                                       "AND id IN ({marks})", [tenant_id], blob_ids))
         return await self.db.lookup(work) if blob_ids else {}
 
     async def list_dir_etags(self, tenant_id: int, ino: int) -> tuple[list[tuple[str, Inode]], dict[str, str]]:

@@ -437,9 +437,9 @@ class VirtualFS:
         """Start an upload; nobody sees its content until :meth:`Upload.close` commits it."""
         return await self._start_upload(s, paths.split_target(path), mode, perm_bits)
 
-    async def write_whole(self, s: Session, path: str | bytes, data: bytes) -> tuple[Inode, bool, str] | None:
+    async def write_whole(self, s: Session, path: str | bytes, data: bytes) -> tuple[bool, str] | None:
         """Create or replace the file at ``path`` with ``data`` in one call (a small WebDAV PUT):
-        the file, whether it was created, and its SHA-256.
+        whether it was created, and its SHA-256.
 
         None, and no trace, when the plain case does not hold: a lock on or above the path, of any
         user (the caller's own too, since only the full request knows its lock tokens), or any
@@ -450,9 +450,9 @@ class VirtualFS:
         if upload is None:
             return None
         created = upload.ino is None
-        inode = await upload.finish(0, data)
+        await upload.finish(0, data)
         assert upload.checksums is not None
-        return inode, created, upload.checksums.sha256
+        return created, upload.checksums.sha256
 
     async def open_whole(self, s: Session, path: str | bytes) -> Upload | None:
         """Start replacing the file at ``path`` (a WebDAV PUT streamed without wsgidav), or None, and

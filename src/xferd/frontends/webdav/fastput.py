@@ -59,8 +59,7 @@ def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
         except OSError as exc:  # the upload was opened and failed (quota, storage); it is audited
             return _status(environ, start_response, status_of(exc))
         if done is not None:
-            _, created, sha256 = done
-            return _done(environ, start_response, created, sha256)
+            return _done(environ, start_response, *done)
     environ["wsgi.input"] = io.BytesIO(body)
     return None
 

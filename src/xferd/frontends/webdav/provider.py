@@ -36,7 +36,7 @@ from xferd import errors
 from xferd.frontends.bridge import Bridge
 from xferd.frontends.webdav.propfind import content_type
 from xferd.metadata.models import Inode, LockRecord, Perm
-from xferd.vfs.filesystem import EMPTY_SUMS, OpenMode, SetAttrs, VirtualFS
+from xferd.vfs.filesystem import EMPTY_SUMS, REPLACE_MODE, OpenMode, SetAttrs, VirtualFS
 from xferd.vfs.session import Session
 from xferd.vfs.transfers import Download, Upload
 
@@ -112,9 +112,6 @@ class Request:
         if "xferd.space" not in self.environ:
             self.environ["xferd.space"] = self.call(self.vfs.space)
         return self.environ["xferd.space"]
-
-
-REPLACE = OpenMode(write=True, create=True, truncate=True)
 
 
 def _resource(path: str, environ: dict[str, Any], inode: Inode) -> FileResource | FolderResource:
@@ -379,7 +376,7 @@ class UploadStream:
     def _send(self, chunk: bytes) -> None:
         self._wait()
         if self.upload is None:
-            self.upload = self.req.call(self.req.vfs.open_write, self.path, REPLACE)
+            self.upload = self.req.call(self.req.vfs.open_write, self.path, REPLACE_MODE)
         self.pending = self.req.bridge.submit(self.upload.write, self.offset, chunk)
         self.offset += len(chunk)
 
@@ -429,7 +426,7 @@ class UploadStream:
 async def _finish(vfs: VirtualFS, s: Session, path: str, upload: Upload | None, offset: int, tail: bytes
                   ) -> tuple[Inode, dict[str, str]]:
     if upload is None:
-        upload = await vfs.open_write(s, path, REPLACE)
+        upload = await vfs.open_write(s, path, REPLACE_MODE)
     inode = await upload.finish(offset, tail)
     return inode, await vfs.blob_etags(s, [inode.blob_id]) if inode.blob_id else {}
 
