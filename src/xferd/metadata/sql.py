@@ -76,17 +76,18 @@ def _rows_in(conn: Conn, sql: str, before: Sequence[Any], values: Sequence[Any])
 
 
 def _get_inode(conn: Conn, tenant_id: int, ino: int) -> Inode | None:
-    row = conn.execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE tenant_id = ? AND ino = ?",  # noqa: S608 - only constant column lists are interpolated
-                       (tenant_id, ino)).fetchone()
+    row = conn.execute(GET_INODE_SQL, (tenant_id, ino)).fetchone()
     return _inode(row) if row else None
 
 
+LOOKUP_SQL = (f"SELECT {', '.join('i.' + c.strip() for c in INODE_COLUMNS.split(','))} "  # noqa: S608 - only constant column lists are interpolated
+              "FROM entries e JOIN inodes i ON i.ino = e.ino AND i.tenant_id = e.tenant_id "
+              "WHERE e.tenant_id = ? AND e.parent = ? AND e.name = ?")
+GET_INODE_SQL = f"SELECT {INODE_COLUMNS} FROM inodes WHERE tenant_id = ? AND ino = ?"  # noqa: S608 - only constant column lists are interpolated
+
+
 def _lookup(conn: Conn, tenant_id: int, parent: int, name: str) -> Inode | None:
-    row = conn.execute(
-        f"SELECT {', '.join('i.' + c.strip() for c in INODE_COLUMNS.split(','))} "  # noqa: S608 - only constant column lists are interpolated
-        "FROM entries e JOIN inodes i ON i.ino = e.ino AND i.tenant_id = e.tenant_id "
-        "WHERE e.tenant_id = ? AND e.parent = ? AND e.name = ?",
-        (tenant_id, parent, name)).fetchone()
+    row = conn.execute(LOOKUP_SQL, (tenant_id, parent, name)).fetchone()
     return _inode(row) if row else None
 
 

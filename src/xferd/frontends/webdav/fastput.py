@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from wsgidav import util
-from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_CREATED, HTTP_NO_CONTENT, DAVError
+from wsgidav.dav_error import HTTP_BAD_REQUEST, DAVError
 
 from xferd import errors
 from xferd.frontends.bridge import HopUpload
@@ -124,8 +124,10 @@ def _read(environ: dict[str, Any], length: int) -> bytes:
 
 def _done(environ: dict[str, Any], start_response: Callable[..., Any], created: bool,
           sha256: str) -> Iterable[bytes]:
-    return util.send_status_response(  # type: ignore[no-any-return]
-        environ, start_response, HTTP_CREATED if created else HTTP_NO_CONTENT, add_headers=[("ETag", f'"{sha256}"')])
+    # No body, as nginx and Apache answer a PUT: wsgidav's would be an HTML page saying "Created".
+    start_response("201 Created" if created else "204 No Content",
+                   [("Content-Length", "0"), ("Date", util.get_rfc1123_time()), ("ETag", f'"{sha256}"')])
+    return [b""]
 
 
 def _status(environ: dict[str, Any], start_response: Callable[..., Any], status: int) -> Iterable[bytes]:
