@@ -87,6 +87,39 @@ class TestCall:
         assert {"tenant": "acme", "user": "alice", "protocol": "ftp", "session": session.id} == {
             k: entries[0][k] for k in ("tenant", "user", "protocol", "session")}
 
+    async def test_timeout_line_names_the_session(self, bridge: Bridge) -> None:
+        """The calling thread's own log line, when a call times out, carries the session's fields
+        (they are bound only on the loop side, so they go with the call)."""
+        session = _session()
+
+        async def stall(s: Session) -> None:
+            await asyncio.sleep(30)
+
+        with structlog.testing.capture_logs() as entries, pytest.raises(StorageError):
+            await _in_thread(lambda: bridge.call(stall, session, timeout=0.1))
+        timeouts = [e for e in entries if e["event"] == "bridge.timeout"]
+        assert [("alice", session.id)] == [(e["user"], e["session"]) for e in timeouts]
+
+    async def test_call_soon_binds_the_session_on_the_loop_only(self, bridge: Bridge) -> None:
+        """call_soon runs with the session's fields bound; nothing stays bound on the loop or in
+        the calling thread afterwards."""
+        session = _session()
+        seen: list[dict[str, Any]] = []
+        done = threading.Event()
+
+        def record(s: Session) -> None:
+            seen.append(structlog.contextvars.get_contextvars())
+            done.set()
+
+        def from_thread() -> dict[str, Any]:
+            bridge.call_soon(record, session)
+            done.wait(5)
+            return structlog.contextvars.get_contextvars()
+
+        in_thread = await _in_thread(from_thread)
+        assert ("alice", session.id, {}, {}) == (seen[0]["user"], seen[0]["session"], in_thread,
+                                                  structlog.contextvars.get_contextvars())
+
     async def test_no_session_no_context(self, bridge: Bridge) -> None:
         """Without a session nothing is bound."""
         async def log_something() -> None:

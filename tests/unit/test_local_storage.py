@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from xferd.errors import NoSpace, NotFound
 from xferd.metadata.models import Checksums
@@ -230,6 +231,38 @@ class TestPublishAndAbort:
         assert (([writer.blob_id], [], b"data"), [], [path], b"data", b"data") == (
             committed, tmp_files(store), published(store), path.read_bytes(), await stored(store, writer.blob_id))
         assert {writer.blob_id} == await store.blob_ids()
+
+    async def test_publish_into_an_existing_or_a_vanished_folder(self, store: LocalBlobStore) -> None:
+        """The folder is made by the first blob that goes there; a second blob with the same prefix
+        goes into it, and one whose folder was removed meanwhile makes it again."""
+        def blob_id(n: int) -> str:
+            return f"ab{n:030x}"
+
+        async def commit_and_publish(bid: str) -> Path:
+            writer = await store.create(TENANT, bid)
+            await writer.write(0, bid.encode())
+            await writer.commit()
+            writer.publish()
+            return store.root / str(TENANT) / "ab" / bid
+
+        first, second = await commit_and_publish(blob_id(1)), await commit_and_publish(blob_id(2))
+        for path in (first, second):
+            path.unlink()
+        first.parent.rmdir()
+        third = await commit_and_publish(blob_id(3))
+        assert ([], [third], blob_id(3).encode()) == (tmp_files(store), published(store), third.read_bytes())
+
+    async def test_publish_of_a_vanished_temporary_file_is_logged(self, store: LocalBlobStore) -> None:
+        """publish() never raises: a temporary file that is gone (nothing to move) is logged."""
+        writer = await store.create(TENANT, store.new_blob_id())
+        await writer.write(0, b"data")
+        await writer.commit()
+        (store.root / ".tmp" / writer.blob_id).unlink()
+        with structlog.testing.capture_logs() as entries:
+            writer.publish()
+        assert [("storage.publish_failed", writer.blob_id)] == [
+            (e["event"], e["blob"]) for e in entries if e["event"] == "storage.publish_failed"]
+        assert [] == published(store)
 
     async def test_a_store_that_publishes_in_the_commit(self, tmp_path: Path) -> None:
         """With publish_after_commit off, commit() itself moves the blob into place."""
