@@ -352,12 +352,15 @@ class TestChunkedPut:
             yield data[i:i + size]
 
     def test_chunked_put(self, client: httpx.Client, base: str) -> None:
-        """A PUT with Transfer-Encoding: chunked stores the whole body."""
+        """A PUT with Transfer-Encoding: chunked (wsgidav's path) stores the whole body, and answers
+        with the content's SHA-256 as ETag, as the GET does."""
         data = os.urandom(1_500_000)
         response = client.put(f"{base}/f", content=self._chunks(data))
         assert "chunked" == response.request.headers["Transfer-Encoding"]
         assert 201 == response.status_code
-        assert data == client.get(f"{base}/f").content
+        got = client.get(f"{base}/f")
+        etag = f'"{hashlib.sha256(data).hexdigest()}"'
+        assert (data, etag, etag) == (got.content, response.headers.get("ETag"), got.headers["ETag"])
 
     def test_finder_expected_entity_length(self, client: httpx.Client, base: str) -> None:
         """Finder's chunked PUT with X-Expected-Entity-Length stores the whole body."""

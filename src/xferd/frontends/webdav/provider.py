@@ -428,7 +428,9 @@ async def _finish(vfs: VirtualFS, s: Session, path: str, upload: Upload | None, 
     if upload is None:
         upload = await vfs.open_write(s, path, REPLACE_MODE)
     inode = await upload.finish(offset, tail)
-    return inode, await vfs.blob_etags(s, [inode.blob_id]) if inode.blob_id else {}
+    # The ETag is the SHA-256 the commit just computed: no need to read it back from the store.
+    sums = upload.checksums
+    return inode, {inode.blob_id: sums.sha256} if inode.blob_id and sums is not None else {}
 
 
 class DownloadStream:
