@@ -52,6 +52,10 @@ log = structlog.get_logger("xferd.metadata")
 
 LOCK_COLUMNS = "token, path, depth, scope, owner, user_id, principal, timeout, expire"
 INODE_COLUMNS = "ino, kind, size, mode, mtime, atime, ctime, nlink, blob_id, target, owner_id"
+LOOKUP_SQL = (f"SELECT {', '.join('i.' + c.strip() for c in INODE_COLUMNS.split(','))} "  # noqa: S608 - only constant column lists are interpolated
+              "FROM entries e JOIN inodes i ON i.ino = e.ino AND i.tenant_id = e.tenant_id "
+              "WHERE e.tenant_id = ? AND e.parent = ? AND e.name = ?")
+GET_INODE_SQL = f"SELECT {INODE_COLUMNS} FROM inodes WHERE tenant_id = ? AND ino = ?"  # noqa: S608 - only constant column lists are interpolated
 USER_COLUMNS = ("u.id, u.name, u.password_hash, u.disabled, u.home, u.quota_bytes, u.quota_files, "
                 "t.id, t.name, t.root_ino")
 MAX_SYMLINKS = 40
@@ -78,12 +82,6 @@ def _rows_in(conn: Conn, sql: str, before: Sequence[Any], values: Sequence[Any])
 def _get_inode(conn: Conn, tenant_id: int, ino: int) -> Inode | None:
     row = conn.execute(GET_INODE_SQL, (tenant_id, ino)).fetchone()
     return _inode(row) if row else None
-
-
-LOOKUP_SQL = (f"SELECT {', '.join('i.' + c.strip() for c in INODE_COLUMNS.split(','))} "  # noqa: S608 - only constant column lists are interpolated
-              "FROM entries e JOIN inodes i ON i.ino = e.ino AND i.tenant_id = e.tenant_id "
-              "WHERE e.tenant_id = ? AND e.parent = ? AND e.name = ?")
-GET_INODE_SQL = f"SELECT {INODE_COLUMNS} FROM inodes WHERE tenant_id = ? AND ino = ?"  # noqa: S608 - only constant column lists are interpolated
 
 
 def _lookup(conn: Conn, tenant_id: int, parent: int, name: str) -> Inode | None:
