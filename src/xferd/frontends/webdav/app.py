@@ -7,8 +7,7 @@ Per request, in order:
 2. Finder's ``._*`` and ``.DS_Store`` files are refused without a lookup when configured so;
 3. Basic authentication through the shared :class:`~xferd.auth.Authenticator`; over plain HTTP
    from a non-loopback client it is refused (``webdav.require_tls``). A verified password is
-   reused for ``auth_cache_seconds`` (an argon2id check costs about 50 ms, and WebDAV clients send
-   the password with every request);
+   reused for ``auth_cache_seconds`` (:mod:`.logins`);
 4. XML bodies (PROPFIND, PROPPATCH, LOCK) are read here: larger than ``max_xml_bytes`` gets 413,
    and a body with a document type declaration gets 400 (no WebDAV client sends one; it is how
    entity expansion and external entities arrive);
@@ -22,11 +21,7 @@ Every refusal here emits a ``webdav.bad_request`` audit event.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
-import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -40,6 +35,7 @@ from xferd.config import WebdavConfig
 from xferd.frontends.bridge import Bridge
 from xferd.frontends.net import is_loopback, plain_ip
 from xferd.frontends.webdav import browse, fastget, fastput, propfind, state
+from xferd.frontends.webdav.logins import Logins, basic_credentials
 from xferd.frontends.webdav.provider import XferdProvider, destination_path
 from xferd.vfs.filesystem import VirtualFS
 from xferd.vfs.session import Session
@@ -49,7 +45,6 @@ log = structlog.get_logger("xferd.webdav")
 StartResponse = Callable[..., Any]
 XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "LOCK"})
 DAV_METHODS = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK"
-AUTH_CACHE_MAX = 10_000
 XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
@@ -66,6 +61,7 @@ class Frontend:
         self.vfs = vfs
         self.auth = auth
         self.bridge = bridge
+        self.logins = Logins(config, auth, vfs)
 
 
 class WebdavApp:
@@ -90,8 +86,6 @@ class WebdavApp:
             "mutable_live_props": ["{DAV:}getlastmodified"],
             "hotfixes": {"re_encode_path_info": False, "unquote_path_info": False, "emulate_win32_lastmod": True},
         })
-        self._auth_lock = threading.Lock()
-        self._auth_cache: dict[tuple[str, bytes, str], tuple[Session, float]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -150,34 +144,13 @@ class WebdavApp:
             ("DAV", "1, 2, 3"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS), ("Content-Length", "0")])
 
     def _authenticate(self, environ: dict[str, Any], remote: str) -> Session | None:
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
+        credentials = basic_credentials(environ.get("HTTP_AUTHORIZATION", ""))
+        if credentials is None:
             return None
-        try:
-            username, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if not sep or not username:
-            return None
-        key = (username, hashlib.sha256(password.encode()).digest(), remote)
-        now = time.monotonic()
-        with self._auth_lock:
-            hit = self._auth_cache.get(key)
-            if hit is not None and hit[1] > now:
-                return hit[0]
-        bridge, auth, vfs = self.frontend.bridge, self.frontend.auth, self.frontend.vfs
-        login = bridge.call(auth.password, username, password, "webdav", remote)
-        if login is None:
-            return None
-        session = bridge.call(vfs.open_session, login, "webdav", remote)
-        if self.config.auth_cache_seconds > 0:
-            with self._auth_lock:
-                if len(self._auth_cache) >= AUTH_CACHE_MAX:
-                    self._auth_cache = {k: v for k, v in self._auth_cache.items() if v[1] > now}
-                    if len(self._auth_cache) >= AUTH_CACHE_MAX:
-                        self._auth_cache.clear()
-                self._auth_cache[key] = (session, now + self.config.auth_cache_seconds)
+        logins = self.frontend.logins
+        session = logins.cached(credentials, remote)
+        if session is None:
+            session = self.frontend.bridge.call(logins.verify, credentials, remote)
         return session
 
     def _read_xml_body(self, environ: dict[str, Any], session: Session) -> tuple[str, str] | None:

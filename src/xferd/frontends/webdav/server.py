@@ -1,8 +1,13 @@
 """The WebDAV listeners: cheroot serving :class:`~.app.WebdavApp` over HTTP and HTTPS.
 
-Threads: one cheroot server per listening socket, each with an accept thread and ``threads``
-worker threads. A worker serves one request at a time and blocks on the bridge while the
-VirtualFS works on the event loop, so a slow call stalls only its own request.
+The plain-HTTP sockets are the event loop's (:mod:`.loopfront`): it answers plain small PUTs
+itself and hands every other request to a cheroot server of its own, which listens only on a
+Unix socket in a private directory. The HTTPS sockets are cheroot's (TLS state cannot move
+between the two).
+
+Threads: one cheroot server per HTTPS socket and one behind the loop, each with an accept thread
+and ``threads`` worker threads. A worker serves one request at a time and blocks on the bridge
+while the VirtualFS works on the event loop, so a slow call stalls only its own request.
 
 Stopping: :meth:`stop_accepting` closes the listening sockets and idle keep-alive connections and
 waits (up to the daemon's grace) for requests in progress, which go on meanwhile; a request still
@@ -11,10 +16,14 @@ running after that has its connection closed, which aborts its upload.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import socket
 import ssl
+import tempfile
 import threading
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 from cheroot import wsgi
@@ -26,9 +35,11 @@ from xferd.frontends.bridge import Bridge
 from xferd.frontends.certs import TlsFiles
 from xferd.frontends.webdav.app import Frontend, WebdavApp
 from xferd.frontends.webdav.fastget import SendfileGateway
+from xferd.frontends.webdav.loopfront import HandBackServer, LoopFront
 from xferd.vfs.filesystem import VirtualFS
 
 log = structlog.get_logger("xferd.webdav")
+S = TypeVar("S", bound=wsgi.Server)
 
 
 class _TlsAdapter(BuiltinSSLAdapter):
@@ -38,6 +49,22 @@ class _TlsAdapter(BuiltinSSLAdapter):
         super().__init__(str(cert), str(key))
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.context.options |= ssl.OP_NO_COMPRESSION
+
+
+def _prepare(server: wsgi.Server, port: int) -> None:
+    try:
+        server.prepare()
+    except OSError as exc:
+        exc.port = port  # type: ignore[attr-defined]  # the daemon names the port
+        raise
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    if host == "::":
+        return socket.create_server((host, port), family=socket.AF_INET6, dualstack_ipv6=True)
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                    flags=socket.AI_PASSIVE)[0]
+    return socket.create_server(sockaddr[:2], family=family)
 
 
 def _bind_address(address: str) -> tuple[str, int]:
@@ -55,53 +82,84 @@ class WebdavFrontend:
         self.bridge = bridge
         self.tls = tls
         self.shutdown_grace = shutdown_grace
-        self.servers: list[tuple[str, wsgi.Server]] = []  # ("http" | "https", server)
+        self.servers: list[tuple[str, wsgi.Server]] = []  # ("https", server); at stop also ("http", behind)
         self.threads: list[threading.Thread] = []
+        self.front: LoopFront | None = None
+        self.behind: HandBackServer | None = None
+        self.private_dir = ""
 
     @property
     def addresses(self) -> list[tuple[str, str, int]]:
         out = []
+        if self.front is not None:
+            for listener in self.front.servers:
+                for sock in listener.sockets:
+                    host, port = sock.getsockname()[:2]
+                    out.append(("http", str(host), int(port)))
         for kind, server in self.servers:
             host, port = server.bind_addr[:2]
             out.append((kind, str(host), int(port)))
         return out
 
+    def _cheroot(self, bind: tuple[str, int] | str, cls: type[S]) -> S:
+        server = cls(bind, self.app, numthreads=self.config.threads, server_name="xferd",
+                     timeout=int(max(self.config.idle_timeout, 1)), shutdown_timeout=int(self.shutdown_grace))
+        server.gateway = SendfileGateway
+        return server
+
     async def start(self) -> None:
         """Bind every configured address and port, or none."""
-        ports = []
-        if self.config.port:
-            ports.append(("http", self.config.port))
-        if self.config.tls_port and self.tls is not None:
-            ports.append(("https", self.config.tls_port))
         try:
-            for address in self.config.addresses:
-                host, _ = _bind_address(address)
-                for kind, port in ports:
-                    server = wsgi.Server((host, port), self.app, numthreads=self.config.threads,
-                                         server_name="xferd", timeout=int(max(self.config.idle_timeout, 1)),
-                                         shutdown_timeout=int(self.shutdown_grace))
-                    server.gateway = SendfileGateway
-                    if kind == "https":
-                        assert self.tls is not None
-                        server.ssl_adapter = _TlsAdapter(self.tls.cert, self.tls.key)
-                    try:
-                        server.prepare()
-                    except OSError as exc:
-                        exc.port = port  # type: ignore[attr-defined]  # the daemon names the port
-                        raise
-                    self.servers.append((kind, server))
+            if self.config.port:
+                await self._start_plain()
+            if self.config.tls_port and self.tls is not None:
+                for address in self.config.addresses:
+                    host, _ = _bind_address(address)
+                    server = self._cheroot((host, self.config.tls_port), wsgi.Server)
+                    server.ssl_adapter = _TlsAdapter(self.tls.cert, self.tls.key)
+                    _prepare(server, self.config.tls_port)
+                    self.servers.append(("https", server))
         except BaseException:
+            await self._stop_plain(0.0)
             for _, server in self.servers:
                 server.stop()
             self.servers.clear()
             raise
         for kind, server in self.servers:
-            thread = threading.Thread(target=server.serve, name=f"xferd-webdav-{kind}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
+            self._serve(kind, server)
+
+    async def _start_plain(self) -> None:
+        """The loop's listening sockets, and the cheroot server it hands requests to."""
+        self.private_dir = tempfile.mkdtemp(prefix="xferd-webdav-")  # mode 0700: nobody else connects
+        behind = self._cheroot(f"{self.private_dir}/cheroot.sock", HandBackServer)
+        _prepare(behind, self.config.port)
+        self.behind = behind
+        self.front = LoopFront(self.shared, behind, asyncio.get_running_loop())
+        for address in self.config.addresses:
+            host, _ = _bind_address(address)
+            try:
+                sock = _listen(host, self.config.port)
+                await self.front.listen(sock)
+            except OSError as exc:
+                exc.port = self.config.port  # type: ignore[attr-defined]  # the daemon names the port
+                raise
+        self._serve("http", behind)
+
+    def _serve(self, kind: str, server: wsgi.Server) -> None:
+        thread = threading.Thread(target=server.serve, name=f"xferd-webdav-{kind}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    async def _stop_plain(self, grace: float) -> None:
+        if self.front is not None:
+            await self.front.close(grace)
+        if self.behind is not None:
+            self.servers.append(("http", self.behind))  # stopped with the others
+            self.behind = None
 
     async def stop_accepting(self) -> None:
         """Stop listening; requests in progress get up to the shutdown grace to finish."""
+        await self._stop_plain(self.shutdown_grace)
         await self.bridge.run_blocking(self._stop)
 
     def _stop(self) -> None:
@@ -112,6 +170,8 @@ class WebdavFrontend:
                 log.exception("webdav.stop_failed")
         for thread in self.threads:
             thread.join(5.0)
+        if self.private_dir:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
 
     async def close_all(self) -> None:
         await self.stop_accepting()

@@ -1,0 +1,437 @@
+"""The plain-HTTP WebDAV listener, on the event loop, in front of cheroot.
+
+Every connection of the plain listener starts here. A request this module can answer whole is
+answered on the loop, where the VirtualFS lives, with no thread hand-off: today that is a plain
+PUT of at most one hop (``block_size``), the many-small-files case, where cheroot's parsing and
+the bridge cost about as much as the upload itself. Its rules are :mod:`.fastput`'s: a
+``Content-Length`` body, no conditions, ranges, encodings, ``Expect`` or lock tokens, authenticated
+Basic credentials (:mod:`.logins`), and the VirtualFS declines any path under a lock.
+
+Everything else, and everything this parser is not sure of, goes to cheroot with the bytes read
+so far (:meth:`LoopFront.hand_over`): the socket is given to one of its worker threads, which
+reads those bytes first and serves the request through :class:`~.app.WebdavApp`, exactly as the
+HTTPS listener does. When that request is done and the client has sent nothing more, cheroot
+gives the connection back (:class:`HandBackServer`); pipelined requests stay with cheroot until
+it is idle. cheroot itself listens only on a Unix socket in a private directory, which nobody
+connects to.
+
+A request handed over after a VirtualFS refusal (a lock, a missing parent, no permission) is
+answered and audited by wsgidav; nothing was changed or logged here. A PUT whose upload opened
+and then failed (quota, storage) is answered here, with the status wsgidav would give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import os
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import structlog
+from cheroot import wsgi
+from cheroot.makefile import MakeFile, StreamReader
+
+from xferd.frontends.net import is_loopback, plain_ip
+from xferd.frontends.webdav.logins import basic_credentials
+from xferd.frontends.webdav.propfind import http_date
+from xferd.frontends.webdav.provider import status_of
+
+log = structlog.get_logger("xferd.webdav")
+
+HEAD_MAX = 64 * 1024  # a longer request head goes to cheroot, which has its own limits
+# Headers that make a PUT more than "store this body": wsgidav evaluates them.
+NOT_PLAIN = frozenset({b"transfer-encoding", b"content-range", b"content-encoding", b"range", b"if",
+                       b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"if-range"})
+
+
+class Request:
+    """A parsed request head that this module may answer (a plain PUT)."""
+
+    __slots__ = ("close", "continue_", "credentials", "head_end", "length", "path")
+
+    def __init__(self, path: str, length: int, credentials: tuple[str, str], close: bool, continue_: bool,
+                 head_end: int) -> None:
+        self.path = path
+        self.length = length
+        self.credentials = credentials
+        self.close = close
+        self.continue_ = continue_  # the client waits for "100 Continue" before it sends the body
+        self.head_end = head_end  # where the body starts in the buffer
+
+    @property
+    def end(self) -> int:
+        return self.head_end + self.length
+
+
+def parse(buf: bytes | bytearray, end: int, block_size: int) -> Request | None:
+    """The plain PUT whose head is ``buf[:end]`` (``end`` at its blank line), or None when cheroot
+    should answer. Anything unusual is cheroot's: this parser only has to be right about the
+    requests it accepts."""
+    lines = bytes(buf[:end]).split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[0] != b"PUT" or parts[2] != b"HTTP/1.1":
+        return None
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+            return None
+        name = name.lower()
+        if name in headers or name in NOT_PLAIN:
+            return None
+        headers[name] = value.strip()
+    length_text = headers.get(b"content-length", b"")
+    if not length_text.isdigit() or b"host" not in headers:
+        return None
+    expect = headers.get(b"expect", b"").lower()
+    if expect not in (b"", b"100-continue"):
+        return None
+    length = int(length_text)
+    expected = headers.get(b"x-expected-entity-length")
+    if length > block_size or (expected and expected != length_text):
+        return None
+    target = parts[1]
+    if not target.startswith(b"/") or b"?" in target or b"#" in target or b"%2f" in target.lower():
+        return None
+    try:
+        path = unquote_to_bytes(target).decode("utf-8")
+        credentials = basic_credentials(headers.get(b"authorization", b"").decode("latin-1"))
+    except UnicodeDecodeError:
+        return None
+    if credentials is None or path.endswith("/") or ".." in path.split("/"):
+        return None
+    close = headers.get(b"connection", b"").lower() == b"close"
+    return Request(path, length, credentials, close, expect == b"100-continue", end + 4)
+
+
+class PrimedReader(StreamReader):
+    """cheroot's socket reader, serving the bytes the loop already read before the socket's."""
+
+    def __init__(self, sock: socket.socket, prefix: bytes, bufsize: int) -> None:
+        self.primed = _PrimedIO(sock, prefix)
+        super(StreamReader, self).__init__(self.primed, bufsize)  # skip StreamReader's SocketIO
+        self.bytes_read = 0
+
+    def has_data(self) -> bool:
+        return bool(super().has_data() or self.primed.prefix)  # type: ignore[no-untyped-call]
+
+
+class _PrimedIO(socket.SocketIO):
+    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
+        super().__init__(sock, "rb")
+        self.prefix = memoryview(prefix)
+
+    def readinto(self, b: Any) -> int | None:
+        if self.prefix:
+            n = min(len(b), len(self.prefix))
+            b[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        return super().readinto(b)
+
+
+class HandBackServer(wsgi.Server):
+    """cheroot serving the requests the loop hands over; an idle connection goes back to the loop."""
+
+    front: LoopFront
+
+    def put_conn(self, conn: Any) -> None:
+        if self.ready and not conn.rfile.has_data() and not self.front.closing:
+            self.front.loop.call_soon_threadsafe(self.front.adopt, conn.socket)
+        else:
+            super().put_conn(conn)
+
+
+class LoopFront:
+    """The listening sockets and connections of the plain-HTTP listener."""
+
+    def __init__(self, shared: Any, cheroot_server: HandBackServer, loop: asyncio.AbstractEventLoop) -> None:
+        self.shared = shared  # app.Frontend: config, VirtualFS, bridge, logins
+        self.cheroot = cheroot_server
+        self.loop = loop
+        self.servers: list[asyncio.Server] = []
+        self.connections: set[HttpConnection] = set()
+        self.closing = False
+        self.background: set[asyncio.Task[None]] = set()  # audit events of cut-off requests
+        # What happened to requests and connections, for tests and debugging.
+        self.answered = 0  # requests answered on the loop
+        self.handed = 0  # connections handed to cheroot
+        self.adopted = 0  # connections taken back from it
+        cheroot_server.front = self
+
+    async def listen(self, sock: socket.socket) -> None:
+        self.servers.append(await self.loop.create_server(lambda: HttpConnection(self), sock=sock))
+
+    def hand_over(self, sock: socket.socket, peer: tuple[Any, ...], prefix: bytes) -> None:
+        """Give a connection to cheroot; ``prefix`` is what was read from it and not answered."""
+        if self.closing:
+            sock.close()
+            return
+        sock.settimeout(self.cheroot.timeout)
+        conn = self.cheroot.ConnectionClass(self.cheroot, sock, _primed_makefile(prefix))
+        conn.remote_addr, conn.remote_port = str(peer[0]), int(peer[1])
+        conn.ssl_env = {}
+        self.cheroot.process_conn(conn)
+        self.handed += 1
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Take back an idle connection from cheroot (on the loop)."""
+        if self.closing:
+            sock.close()
+            return
+        task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: HttpConnection(self), sock))
+        task.add_done_callback(_log_failed_adoption)
+        self.adopted += 1
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def close(self, grace: float) -> None:
+        """Stop listening, close idle connections, give requests in progress ``grace`` seconds."""
+        self.closing = True
+        for server in self.servers:
+            server.close()
+        deadline = time.monotonic() + grace
+        while True:
+            for conn in list(self.connections):
+                if conn.task is None:
+                    conn.abort()
+            if not self.connections or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        if self.background:
+            await asyncio.wait(list(self.background), timeout=max(deadline - time.monotonic(), 1.0))
+
+
+def _primed_makefile(prefix: bytes) -> Callable[..., Any]:
+    def makefile(sock: socket.socket, mode: str = "r", bufsize: int = -1) -> Any:
+        if "r" in mode and prefix:
+            return PrimedReader(sock, prefix, bufsize if bufsize > 0 else 8192)
+        return MakeFile(sock, mode, bufsize)
+    return makefile
+
+
+def _log_failed_adoption(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("webdav.adopt_failed", error=str(task.exception()))
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection while it is on the loop."""
+
+    def __init__(self, front: LoopFront) -> None:
+        self.front = front
+        self.config = front.shared.config
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[Any, ...] = ("", 0)
+        self.remote = ""
+        self.task: asyncio.Task[None] | None = None  # the request being answered
+        self.paused = False
+        self.drained: asyncio.Future[None] | None = None
+        self.last_active = time.monotonic()
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.eof = False
+        self.continued = False
+        self.pending: Request | None = None  # a plain PUT whose body is still coming
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername") or ("", 0)
+        self.remote = plain_ip(str(self.peer[0]))
+        transport.set_write_buffer_limits(high=0)  # pause_writing whenever a response is not yet sent
+        self.front.connections.add(self)
+        self.idle_timer = self.front.loop.call_later(self.config.idle_timeout, self._idle_check)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self.last_active = time.monotonic()
+        if self.task is None:
+            self._next()
+        elif len(self.buf) > self.config.block_size + HEAD_MAX and not self.paused:
+            self.paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        # A request being answered (or handed over) gets its answer first; what is left in the
+        # buffer otherwise can never be completed.
+        self.eof = True
+        return self.task is not None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.pending is not None:  # the client went away mid-body: nothing was opened, but it is audited
+            received = len(self.buf) - self.pending.head_end
+            self.front.in_background(self._audit_cut_off(self.pending, received))
+            self.pending = None
+        self.front.connections.discard(self)
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        self.transport = None
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.drained = self.front.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Look at the buffer: answer a complete plain PUT, hand anything else over, or wait."""
+        if self.transport is None or self.front.closing:
+            return
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > HEAD_MAX:
+                self._hand_over()
+            return
+        request = parse(self.buf, end, self.config.block_size)
+        if request is None or not self._allowed(request):
+            self._hand_over()
+            return
+        self.pending = None
+        if len(self.buf) >= request.end:
+            self.continued = False
+            self.task = self.front.loop.create_task(self._answer(request))
+        else:
+            self.pending = request
+        if self.pending is not None and request.continue_ and not self.continued:
+            self.continued = True  # once per request: _next runs again as the body arrives
+            self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _allowed(self, request: Request) -> bool:
+        """What WebdavApp refuses before a PUT (plain HTTP from afar, Finder files when refused) it
+        also answers and audits; those requests go to it."""
+        require = self.config.require_tls
+        if require == "always" or (require == "auto" and not is_loopback(self.remote)):
+            return False
+        name = request.path.rsplit("/", 1)[-1]
+        return not (self.config.apple_files == "refuse" and (name.startswith("._") or name == ".DS_Store"))
+
+    async def _answer(self, request: Request) -> None:
+        body = bytes(self.buf[request.head_end:request.end])
+        try:
+            handled = await self._put(request, body)
+        except Exception:
+            log.exception("internal_error", op="webdav.put", path=request.path)
+            self._respond(500, b"Internal server error.\n")
+            request.close, handled = True, True
+        self.task = None
+        if not handled:  # declined, nothing changed: wsgidav answers (and audits)
+            self._hand_over()
+            return
+        del self.buf[:request.end]
+        self.last_active = time.monotonic()
+        if self.transport is None:
+            return
+        if request.close:
+            self.transport.close()
+            return
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        if self.buf:
+            self._next()
+        if self.eof and self.task is None:
+            self.transport.close()
+
+    async def _put(self, request: Request, body: bytes) -> bool:
+        """Answer the PUT; False when the VirtualFS declined it before anything changed."""
+        shared = self.front.shared
+        session = shared.logins.cached(request.credentials, self.remote)
+        if session is None:
+            session = await shared.logins.verify(request.credentials, self.remote)
+        if session is None:
+            self._respond(401, b"Authentication required.\n",
+                          f'WWW-Authenticate: Basic realm="{self.config.realm}", charset="UTF-8"\r\n')
+            return True
+        with structlog.contextvars.bound_contextvars(**session.fields):
+            try:
+                done = await shared.vfs.write_whole(session, request.path, body)
+            except OSError as exc:  # the upload opened and failed: it is audited
+                self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
+                return True
+        if done is None:
+            return False
+        created, sha256 = done
+        self.front.answered += 1
+        self._send(f"HTTP/1.1 {'201 Created' if created else '204 No Content'}\r\nContent-Length: 0\r\n"
+                   f"Date: {http_date(time.time())}\r\nETag: \"{sha256}\"\r\nServer: xferd\r\n\r\n".encode())
+        return True
+
+    async def _audit_cut_off(self, request: Request, received: int) -> None:
+        shared = self.front.shared
+        session = shared.logins.cached(request.credentials, self.remote)
+        if session is None:
+            session = await shared.logins.verify(request.credentials, self.remote)
+        if session is not None:
+            shared.vfs.audit.emit(session.log, session.fields, "fs.upload", request.path, "client body incomplete",
+                                  True, size=received)
+
+    def _respond(self, status: int, body: bytes, extra: str = "") -> None:
+        reason = http.HTTPStatus(status).phrase
+        self._send(f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
+                   f"Content-Type: text/plain; charset=utf-8\r\nDate: {http_date(time.time())}\r\n"
+                   f"Server: xferd\r\n{extra}\r\n".encode() + body)
+
+    def _send(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def _hand_over(self) -> None:
+        """Give the connection, and what was read of it, to cheroot (once the last response is sent)."""
+        if self.transport is not None:
+            self.task = self.front.loop.create_task(self._give())
+
+    async def _give(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        transport.pause_reading()
+        if transport.get_write_buffer_size():
+            assert self.drained is not None
+            await self.drained
+            if self.transport is None:
+                return
+        try:
+            handed = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+        except OSError as exc:
+            log.warning("webdav.hand_over_failed", error=str(exc))
+            transport.abort()
+            return
+        prefix = bytes(self.buf)
+        self.buf.clear()
+        self.pending = None
+        transport.abort()  # closes the loop's descriptor only: the connection lives on in ``handed``
+        try:
+            self.front.hand_over(handed, self.peer, prefix)
+        except Exception:
+            log.exception("webdav.hand_over_failed")
+            handed.close()
+
+    def _idle_check(self) -> None:
+        if self.transport is None:
+            return
+        idle = time.monotonic() - self.last_active
+        if self.task is None and idle >= self.config.idle_timeout:
+            self.transport.close()
+            return
+        self.idle_timer = self.front.loop.call_later(max(self.config.idle_timeout - idle, 1.0), self._idle_check)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

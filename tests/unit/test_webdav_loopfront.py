@@ -1,0 +1,293 @@
+"""The plain-HTTP WebDAV listener on the event loop: which requests it answers itself, how it hands
+the rest to cheroot and takes connections back, and what it does with clients that misbehave.
+
+A real WebdavFrontend runs in this process on a real SQLite store and local blob store; clients are
+asyncio streams on loopback, so every byte crosses a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from xferd.auth import Authenticator, hash_password
+from xferd.config import Config
+from xferd.frontends.bridge import Bridge
+from xferd.frontends.webdav.loopfront import HEAD_MAX, LoopFront, parse
+from xferd.frontends.webdav.server import WebdavFrontend
+from xferd.metadata.models import Perm, Quota
+from xferd.metadata.sql import SqlMetadataStore
+from xferd.vfs.audit import AuditSink
+from xferd.vfs.filesystem import VirtualFS
+
+from tests.support import free_port
+
+from .support import events
+
+PASSWORD = "loop-front-password"
+BLOCK = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def stored_hash() -> str:
+    """One argon2id hash for the module: each costs about half a second."""
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture
+async def frontend(config: Config, md: SqlMetadataStore, vfs: VirtualFS, audit: AuditSink,
+                   stored_hash: str) -> AsyncIterator[WebdavFrontend]:
+    await md.create_user("default", "alice", stored_hash, "/alice", Perm.all(), Quota())
+    await md.create_user("default", "bob", stored_hash, "/bob", Perm.all(), Quota())
+    dav = replace(config.webdav, addresses=("127.0.0.1",), port=free_port(), tls_port=0, block_size=BLOCK, threads=4,
+                  idle_timeout=2.0)
+    bridge = Bridge(asyncio.get_running_loop(), timeout=10.0)
+    front = WebdavFrontend(dav, vfs, Authenticator(md, audit), bridge, None, shutdown_grace=2.0)
+    await front.start()
+    yield front
+    await front.stop_accepting()
+    bridge.close()
+
+
+def loop_front(frontend: WebdavFrontend) -> LoopFront:
+    assert frontend.front is not None
+    return frontend.front
+
+
+def auth(user: str = "alice", password: str = PASSWORD) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def put_bytes(path: str, body: bytes, *extra: str, user: str = "alice", password: str = PASSWORD) -> bytes:
+    head = [f"PUT {path} HTTP/1.1", "Host: test", f"Authorization: {auth(user, password)}",
+            f"Content-Length: {len(body)}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def request_bytes(method: str, path: str, *extra: str, body: bytes = b"") -> bytes:
+    head = [f"{method} {path} HTTP/1.1", "Host: test", f"Authorization: {auth()}", f"Content-Length: {len(body)}",
+            *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class Client:
+    """One keep-alive connection: send raw bytes, read responses one by one."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, frontend: WebdavFrontend) -> Client:
+        port = next(port for kind, _, port in frontend.addresses if kind == "http")
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def response(self, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+        """The next response: status, headers (lower-case names), body (by Content-Length)."""
+        raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        lines = raw.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        length = int(headers.get("content-length", "0"))
+        body = b"" if head_only else await asyncio.wait_for(self.reader.readexactly(length), 10)
+        return int(lines[0].split()[1]), headers, body
+
+    async def closed(self) -> bool:
+        """Whether the server closed the connection (within a few seconds)."""
+        try:
+            return await asyncio.wait_for(self.reader.read(1), 5) == b""
+        except TimeoutError:
+            return False
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+@pytest.fixture
+async def client(frontend: WebdavFrontend) -> AsyncIterator[Client]:
+    c = await Client.connect(frontend)
+    yield c
+    await c.close()
+
+
+async def content(vfs: VirtualFS, md: SqlMetadataStore, path: str) -> bytes:
+    login = await md.load_login("default", "alice")
+    assert login is not None
+    s = await vfs.open_session(login, "test", "127.0.0.1")
+    download = await vfs.open_read(s, path)
+    try:
+        return await download.read(0, 1 << 30)
+    finally:
+        await download.close()
+
+
+class TestParse:
+    """The parser accepts only plain PUTs, and leaves anything unusual to cheroot."""
+
+    def parsed(self, data: bytes) -> Any:
+        return parse(data, data.find(b"\r\n\r\n"), BLOCK)
+
+    def test_plain_put(self) -> None:
+        """A PUT with a length, a host and Basic credentials is taken, its path percent-decoded as UTF-8."""
+        request = self.parsed(put_bytes("/a%20b/caf%C3%A9", b"1234"))
+        assert request is not None
+        assert (request.path, request.length, request.credentials) == ("/a b/café", 4, ("alice", PASSWORD))
+
+    @pytest.mark.parametrize("extra", ["If-Match: \"x\"", "If: (<urn:x>)", "Content-Range: bytes 0-3/4",
+                                       "Transfer-Encoding: chunked", "Expect: something", "Range: bytes=0-1",
+                                       "X-Expected-Entity-Length: 99", "Content-Length: 4"])
+    def test_headers_that_make_it_not_plain(self, extra: str) -> None:
+        """Conditions, ranges, encodings, odd expectations, a second length: cheroot's."""
+        assert self.parsed(put_bytes("/f", b"1234", extra)) is None
+
+    @pytest.mark.parametrize("data", [
+        b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"PUT /f HTTP/1.0\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+        b"PUT /f HTTP/1.1\r\nContent-Length: 0\r\nAuthorization: Basic YTpi\r\n\r\n",  # no Host
+        b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",  # no credentials
+        b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length : 0\r\nAuthorization: Basic YTpi\r\n\r\n",
+        b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length: +1\r\nAuthorization: Basic YTpi\r\n\r\nx",
+        b"PUT /f HTTP/1.1\r\nHost: t\r\n folded\r\nContent-Length: 0\r\nAuthorization: Basic YTpi\r\n\r\n",
+    ])
+    def test_unusual_requests(self, data: bytes) -> None:
+        """Another method or version, a missing Host or credentials, a malformed header: cheroot's."""
+        assert self.parsed(data) is None
+
+    @pytest.mark.parametrize("path", ["/dir/", "/a/../b", "/a%2Fb", "/f?x=1", "http://test/f", "/%FF"])
+    def test_paths_left_to_cheroot(self, path: str) -> None:
+        """Collections, '..' segments, encoded slashes, queries, absolute targets, non-UTF-8: cheroot's."""
+        assert self.parsed(put_bytes(path, b"1")) is None
+
+    def test_body_over_one_hop(self) -> None:
+        """A body larger than block_size streams through cheroot."""
+        assert self.parsed(put_bytes("/f", b"x" * (BLOCK + 1))) is None
+
+
+class TestOnTheLoop:
+    async def test_put_is_answered_on_the_loop(self, frontend: WebdavFrontend, client: Client, vfs: VirtualFS,
+                                               md: SqlMetadataStore) -> None:
+        """A plain PUT is created (201) then replaced (204) with its SHA-256 as ETag, with no hand-over."""
+        body = b"on the loop"
+        await client.send(put_bytes("/f.txt", body))
+        status, headers, _ = await client.response()
+        assert (201, f'"{hashlib.sha256(body).hexdigest()}"') == (status, headers["etag"])
+        await client.send(put_bytes("/f.txt", b"again"))
+        assert (await client.response())[0] == 204
+        assert (2, 0) == (loop_front(frontend).answered, loop_front(frontend).handed)
+        assert b"again" == await content(vfs, md, "/f.txt")
+
+    async def test_expect_100_continue(self, frontend: WebdavFrontend, client: Client) -> None:
+        """A client that waits for 100 Continue gets it, sends the body and gets 201, on the loop."""
+        await client.send(put_bytes("/c.txt", b"", "Expect: 100-continue").replace(b"Length: 0", b"Length: 5"))
+        status, _, _ = await client.response()
+        assert status == 100
+        await client.send(b"hello")
+        assert (await client.response())[0] == 201
+        assert loop_front(frontend).handed == 0
+
+    async def test_wrong_password_is_one_401_and_one_audit_event(self, frontend: WebdavFrontend, client: Client,
+                                                                 logs: list[dict[str, Any]]) -> None:
+        """A wrong password is checked once: 401 with a challenge, one failed-login event."""
+        await client.send(put_bytes("/f.txt", b"x", password="wrong"))
+        status, headers, _ = await client.response()
+        assert (401, True) == (status, headers["www-authenticate"].startswith("Basic"))
+        assert 1 == len([e for e in events(logs, "auth.login") if e["outcome"] != "ok"])
+        assert loop_front(frontend).handed == 0
+
+    async def test_connection_close_is_honoured(self, client: Client) -> None:
+        """Connection: close gets its answer, then the connection is closed."""
+        await client.send(put_bytes("/f.txt", b"x", "Connection: close"))
+        assert (await client.response())[0] == 201
+        assert await client.closed()
+
+    async def test_cut_off_body_writes_nothing(self, frontend: WebdavFrontend, vfs: VirtualFS,
+                                               md: SqlMetadataStore, logs: list[dict[str, Any]]) -> None:
+        """A client that goes away mid-body leaves the old content and no upload open; the attempt is
+        audited with the bytes received."""
+        first = await Client.connect(frontend)
+        await first.send(put_bytes("/keep.txt", b"old"))
+        assert (await first.response())[0] == 201
+        await first.send(put_bytes("/keep.txt", b"n" * 1000)[:-400])
+        await first.close()
+        for _ in range(100):
+            cut = [e for e in events(logs, "fs.upload") if e["outcome"] == "client body incomplete"]
+            if cut:
+                break
+            await asyncio.sleep(0.02)
+        assert [("/keep.txt", 600)] == [(e["path"], e["size"]) for e in cut]
+        assert b"old" == await content(vfs, md, "/keep.txt")
+        assert not vfs.open_transfers
+
+    async def test_idle_connection_is_closed(self, client: Client) -> None:
+        """A connection idle for idle_timeout is closed."""
+        assert await asyncio.wait_for(client.closed(), 10)
+
+    async def test_stop_closes_idle_connections(self, frontend: WebdavFrontend, client: Client) -> None:
+        """Stopping closes connections that wait for a request."""
+        await client.send(put_bytes("/f.txt", b"x"))
+        assert (await client.response())[0] == 201
+        await frontend.stop_accepting()
+        assert await client.closed()
+
+
+class TestHandOver:
+    async def test_other_methods_go_to_cheroot_and_come_back(self, frontend: WebdavFrontend,
+                                                             client: Client) -> None:
+        """MKCOL is handed to cheroot; the next PUT on the same connection is the loop's again."""
+        await client.send(request_bytes("MKCOL", "/d"))
+        assert (await client.response())[0] == 201
+        await asyncio.sleep(0.1)  # the connection comes back once cheroot finds it idle
+        await client.send(put_bytes("/d/f.txt", b"x"))
+        assert (await client.response())[0] == 201
+        front = loop_front(frontend)
+        assert (1, 1, 1) == (front.handed, front.adopted, front.answered)
+
+    async def test_pipelined_requests_are_answered_in_order(self, client: Client) -> None:
+        """A PUT, a GET of it and a PROPFIND sent in one write get their answers in order."""
+        await client.send(put_bytes("/p.txt", b"pipelined") + request_bytes("GET", "/p.txt")
+                          + request_bytes("PROPFIND", "/p.txt", "Depth: 0"))
+        assert (await client.response())[0] == 201
+        status, _, body = await client.response()
+        assert (200, b"pipelined") == (status, body)
+        assert (await client.response())[0] == 207
+
+    async def test_declined_put_is_answered_by_wsgidav(self, frontend: WebdavFrontend, client: Client,
+                                                       logs: list[dict[str, Any]]) -> None:
+        """A PUT into a missing collection is declined on the loop and answered 409 by wsgidav, once."""
+        await client.send(put_bytes("/missing/f.txt", b"x"))
+        assert (await client.response())[0] == 409
+        assert (0, 1) == (loop_front(frontend).answered, loop_front(frontend).handed)
+
+    async def test_locked_file_is_423(self, client: Client) -> None:
+        """A PUT without the lock's token is declined on the loop (even the holder's own) and refused 423
+        by wsgidav, which matches lock tokens."""
+        lock = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
+                b"<D:locktype><D:write/></D:locktype></D:lockinfo>")
+        await client.send(request_bytes("LOCK", "/f.txt", "Timeout: Second-60", body=lock))
+        assert (await client.response())[0] in (200, 201)
+        await client.send(put_bytes("/f.txt", b"no token"))
+        assert (await client.response())[0] == 423
+
+    async def test_large_body_streams_through_cheroot(self, vfs: VirtualFS, md: SqlMetadataStore,
+                                                      client: Client) -> None:
+        """A body over one hop is streamed by cheroot's reader, the bytes read on the loop first."""
+        body = bytes(range(256)) * (3 * BLOCK // 256)
+        await client.send(put_bytes("/big.bin", body))
+        assert (await client.response())[0] == 201
+        assert body == await content(vfs, md, "/big.bin")
+
+    async def test_oversized_head_is_refused_by_cheroot(self, client: Client) -> None:
+        """A head longer than HEAD_MAX goes to cheroot, which answers it with an error."""
+        await client.send(b"PUT /f HTTP/1.1\r\nHost: t\r\nX-Filler: " + b"a" * (HEAD_MAX + 10) + b"\r\n")
+        status, _, _ = await client.response(head_only=True)
+        assert status >= 400
