@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import free_port
 from xferd.auth import Authenticator, hash_password
 from xferd.config import Config
 from xferd.frontends.bridge import Bridge
@@ -25,8 +26,6 @@ from xferd.metadata.models import Perm, Quota
 from xferd.metadata.sql import SqlMetadataStore
 from xferd.vfs.audit import AuditSink
 from xferd.vfs.filesystem import VirtualFS
-
-from tests.support import free_port
 
 from .support import events
 
