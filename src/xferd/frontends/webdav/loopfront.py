@@ -8,7 +8,7 @@ the bridge cost about as much as the upload itself. Its rules are :mod:`.fastput
 Basic credentials (:mod:`.logins`), and the VirtualFS declines any path under a lock.
 
 Everything else, and everything this parser is not sure of, goes to cheroot with the bytes read
-so far (:meth:`LoopFront.hand_over`): the socket is given to one of its worker threads, which
+so far (:meth:`LoopFront.hand_over`, :mod:`.handover`): the socket is given to one of its worker threads, which
 reads those bytes first and serves the request through :class:`~.app.WebdavApp`, exactly as the
 HTTPS listener does. When that request is done and the client has sent nothing more, cheroot
 gives the connection back (:class:`HandBackServer`); pipelined requests stay with cheroot until
@@ -27,15 +27,14 @@ import http
 import os
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import structlog
-from cheroot import wsgi
-from cheroot.makefile import MakeFile, StreamReader
 
 from xferd.frontends.net import is_loopback, plain_ip
+from xferd.frontends.webdav.handover import HandBackServer, primed_makefile
 from xferd.frontends.webdav.logins import basic_credentials
 from xferd.frontends.webdav.propfind import http_date
 from xferd.frontends.webdav.provider import status_of
@@ -108,44 +107,6 @@ def parse(buf: bytes | bytearray, end: int, block_size: int) -> Request | None:
     return Request(path, length, credentials, close, expect == b"100-continue", end + 4)
 
 
-class PrimedReader(StreamReader):
-    """cheroot's socket reader, serving the bytes the loop already read before the socket's."""
-
-    def __init__(self, sock: socket.socket, prefix: bytes, bufsize: int) -> None:
-        self.primed = _PrimedIO(sock, prefix)
-        super(StreamReader, self).__init__(self.primed, bufsize)  # skip StreamReader's SocketIO
-        self.bytes_read = 0
-
-    def has_data(self) -> bool:
-        return bool(super().has_data() or self.primed.prefix)  # type: ignore[no-untyped-call]
-
-
-class _PrimedIO(socket.SocketIO):
-    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
-        super().__init__(sock, "rb")
-        self.prefix = memoryview(prefix)
-
-    def readinto(self, b: Any) -> int | None:
-        if self.prefix:
-            n = min(len(b), len(self.prefix))
-            b[:n] = self.prefix[:n]
-            self.prefix = self.prefix[n:]
-            return n
-        return super().readinto(b)
-
-
-class HandBackServer(wsgi.Server):
-    """cheroot serving the requests the loop hands over; an idle connection goes back to the loop."""
-
-    front: LoopFront
-
-    def put_conn(self, conn: Any) -> None:
-        if self.ready and not conn.rfile.has_data() and not self.front.closing:
-            self.front.loop.call_soon_threadsafe(self.front.adopt, conn.socket)
-        else:
-            super().put_conn(conn)
-
-
 class LoopFront:
     """The listening sockets and connections of the plain-HTTP listener."""
 
@@ -156,7 +117,7 @@ class LoopFront:
         self.servers: list[asyncio.Server] = []
         self.connections: set[HttpConnection] = set()
         self.closing = False
-        self.background: set[asyncio.Task[None]] = set()  # audit events of cut-off requests
+        self.background: set[asyncio.Task[None]] = set()  # adoptions, audit events of cut-off requests
         # What happened to requests and connections, for tests and debugging.
         self.answered = 0  # requests answered on the loop
         self.handed = 0  # connections handed to cheroot
@@ -172,7 +133,7 @@ class LoopFront:
             sock.close()
             return
         sock.settimeout(self.cheroot.timeout)
-        conn = self.cheroot.ConnectionClass(self.cheroot, sock, _primed_makefile(prefix))
+        conn = self.cheroot.ConnectionClass(self.cheroot, sock, primed_makefile(prefix))
         conn.remote_addr, conn.remote_port = str(peer[0]), int(peer[1])
         conn.ssl_env = {}
         self.cheroot.process_conn(conn)
@@ -183,13 +144,19 @@ class LoopFront:
         if self.closing:
             sock.close()
             return
-        task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: HttpConnection(self), sock))
-        task.add_done_callback(_log_failed_adoption)
+        self.in_background(self._adopt(sock))
         self.adopted += 1
+
+    async def _adopt(self, sock: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: HttpConnection(self), sock)
+        except OSError as exc:  # the client went away meanwhile
+            log.info("webdav.adopt_failed", error=str(exc))
+            sock.close()
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(work)
-        self.background.add(task)
+        self.background.add(task)  # a task needs a reference to be sure to run to its end
         task.add_done_callback(self.background.discard)
 
     async def close(self, grace: float) -> None:
@@ -209,19 +176,6 @@ class LoopFront:
             conn.abort()
         if self.background:
             await asyncio.wait(list(self.background), timeout=max(deadline - time.monotonic(), 1.0))
-
-
-def _primed_makefile(prefix: bytes) -> Callable[..., Any]:
-    def makefile(sock: socket.socket, mode: str = "r", bufsize: int = -1) -> Any:
-        if "r" in mode and prefix:
-            return PrimedReader(sock, prefix, bufsize if bufsize > 0 else 8192)
-        return MakeFile(sock, mode, bufsize)
-    return makefile
-
-
-def _log_failed_adoption(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("webdav.adopt_failed", error=str(task.exception()))
 
 
 class HttpConnection(asyncio.Protocol):

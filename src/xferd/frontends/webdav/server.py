@@ -35,7 +35,8 @@ from xferd.frontends.bridge import Bridge
 from xferd.frontends.certs import TlsFiles
 from xferd.frontends.webdav.app import Frontend, WebdavApp
 from xferd.frontends.webdav.fastget import SendfileGateway
-from xferd.frontends.webdav.loopfront import HandBackServer, LoopFront
+from xferd.frontends.webdav.handover import HandBackServer
+from xferd.frontends.webdav.loopfront import LoopFront
 from xferd.vfs.filesystem import VirtualFS
 
 log = structlog.get_logger("xferd.webdav")
