@@ -53,6 +53,11 @@ def is_apple_metadata(path: str) -> bool:
     return name.startswith("._") or name == ".DS_Store"
 
 
+def tls_required(config: WebdavConfig, remote: str) -> bool:
+    """Whether this client may send a password only over HTTPS (``webdav.require_tls``)."""
+    return config.require_tls == "always" or (config.require_tls == "auto" and not is_loopback(remote))
+
+
 class Frontend:
     """What the WSGI layers share: config, VirtualFS, bridge, authenticator (read-only after start)."""
 
@@ -102,10 +107,7 @@ class WebdavApp:
             return self._options(start_response)
         if self.config.apple_files == "refuse" and is_apple_metadata(environ.get("PATH_INFO", "")):
             return _respond(start_response, "404 Not Found", b"")
-        plain = environ.get("wsgi.url_scheme") != "https"
-        need_tls = (self.config.require_tls == "always"
-                    or (self.config.require_tls == "auto" and not is_loopback(remote)))
-        if plain and need_tls:
+        if environ.get("wsgi.url_scheme") != "https" and tls_required(self.config, remote):
             self._audit(None, remote, environ, "EACCES", "Basic authentication over plain HTTP refused")
             return _respond(start_response, "403 Forbidden",
                             b"Use HTTPS: passwords are not accepted over plain HTTP.\n")

@@ -52,6 +52,10 @@ class Logins:
             hit = self._cache.get(key)
         return hit[0] if hit is not None and hit[1] > time.monotonic() else None
 
+    async def login(self, credentials: Credentials, remote: str) -> Session | None:
+        """On the loop: the cached session, or :meth:`verify`."""
+        return self.cached(credentials, remote) or await self.verify(credentials, remote)
+
     async def verify(self, credentials: Credentials, remote: str) -> Session | None:
         """Check the password (on the loop; audited by the authenticator) and open a session."""
         username, password = credentials

@@ -4,12 +4,13 @@ Every connection of the plain listener starts here. A request this module can an
 answered on the loop, where the VirtualFS lives, with no thread hand-off: today that is a plain
 PUT of at most one hop (``block_size``), the many-small-files case, where cheroot's parsing and
 the bridge cost about as much as the upload itself. Its rules are :mod:`.fastput`'s: a
-``Content-Length`` body, no conditions, ranges, encodings, ``Expect`` or lock tokens, authenticated
-Basic credentials (:mod:`.logins`), and the VirtualFS declines any path under a lock.
+``Content-Length`` body, no conditions, ranges, encodings or lock tokens, no ``Expect`` but
+``100-continue``, authenticated Basic credentials (:mod:`.logins`), and the VirtualFS declines any
+path under a lock.
 
 Everything else, and everything this parser is not sure of, goes to cheroot with the bytes read
-so far (:meth:`LoopFront.hand_over`, :mod:`.handover`): the socket is given to one of its worker threads, which
-reads those bytes first and serves the request through :class:`~.app.WebdavApp`, exactly as the
+so far (:meth:`LoopFront.hand_over`, :mod:`.handover`): the socket is given to one of its worker
+threads, which reads those bytes first and serves the request through :class:`~.app.WebdavApp`, exactly as the
 HTTPS listener does. When that request is done and the client has sent nothing more, cheroot
 gives the connection back (:class:`HandBackServer`); pipelined requests stay with cheroot until
 it is idle. cheroot itself listens only on a Unix socket in a private directory, which nobody
@@ -33,7 +34,8 @@ from urllib.parse import unquote_to_bytes
 
 import structlog
 
-from xferd.frontends.net import is_loopback, plain_ip
+from xferd.frontends.net import plain_ip
+from xferd.frontends.webdav.app import Frontend, is_apple_metadata, tls_required
 from xferd.frontends.webdav.handover import HandBackServer, primed_makefile
 from xferd.frontends.webdav.logins import basic_credentials
 from xferd.frontends.webdav.propfind import http_date
@@ -110,8 +112,8 @@ def parse(buf: bytes | bytearray, end: int, block_size: int) -> Request | None:
 class LoopFront:
     """The listening sockets and connections of the plain-HTTP listener."""
 
-    def __init__(self, shared: Any, cheroot_server: HandBackServer, loop: asyncio.AbstractEventLoop) -> None:
-        self.shared = shared  # app.Frontend: config, VirtualFS, bridge, logins
+    def __init__(self, shared: Frontend, cheroot_server: HandBackServer, loop: asyncio.AbstractEventLoop) -> None:
+        self.shared = shared
         self.cheroot = cheroot_server
         self.loop = loop
         self.servers: list[asyncio.Server] = []
@@ -194,7 +196,6 @@ class HttpConnection(asyncio.Protocol):
         self.last_active = time.monotonic()
         self.idle_timer: asyncio.TimerHandle | None = None
         self.eof = False
-        self.continued = False
         self.pending: Request | None = None  # a plain PUT whose body is still coming
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
@@ -249,33 +250,31 @@ class HttpConnection(asyncio.Protocol):
         """Look at the buffer: answer a complete plain PUT, hand anything else over, or wait."""
         if self.transport is None or self.front.closing:
             return
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buf) > HEAD_MAX:
+        request = self.pending
+        if request is None:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > HEAD_MAX:
+                    self._hand_over()
+                return
+            request = parse(self.buf, end, self.config.block_size)
+            if request is None or not self._allowed(request):
                 self._hand_over()
-            return
-        request = parse(self.buf, end, self.config.block_size)
-        if request is None or not self._allowed(request):
-            self._hand_over()
+                return
+            if len(self.buf) < request.end and request.continue_:
+                self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if len(self.buf) < request.end:
+            self.pending = request  # its body is still coming: data_received calls again
             return
         self.pending = None
-        if len(self.buf) >= request.end:
-            self.continued = False
-            self.task = self.front.loop.create_task(self._answer(request))
-        else:
-            self.pending = request
-        if self.pending is not None and request.continue_ and not self.continued:
-            self.continued = True  # once per request: _next runs again as the body arrives
-            self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.task = self.front.loop.create_task(self._answer(request))
 
     def _allowed(self, request: Request) -> bool:
         """What WebdavApp refuses before a PUT (plain HTTP from afar, Finder files when refused) it
         also answers and audits; those requests go to it."""
-        require = self.config.require_tls
-        if require == "always" or (require == "auto" and not is_loopback(self.remote)):
+        if tls_required(self.config, self.remote):
             return False
-        name = request.path.rsplit("/", 1)[-1]
-        return not (self.config.apple_files == "refuse" and (name.startswith("._") or name == ".DS_Store"))
+        return not (self.config.apple_files == "refuse" and is_apple_metadata(request.path))
 
     async def _answer(self, request: Request) -> None:
         body = bytes(self.buf[request.head_end:request.end])
@@ -307,9 +306,7 @@ class HttpConnection(asyncio.Protocol):
     async def _put(self, request: Request, body: bytes) -> bool:
         """Answer the PUT; False when the VirtualFS declined it before anything changed."""
         shared = self.front.shared
-        session = shared.logins.cached(request.credentials, self.remote)
-        if session is None:
-            session = await shared.logins.verify(request.credentials, self.remote)
+        session = await shared.logins.login(request.credentials, self.remote)
         if session is None:
             self._respond(401, b"Authentication required.\n",
                           f'WWW-Authenticate: Basic realm="{self.config.realm}", charset="UTF-8"\r\n')
@@ -330,9 +327,7 @@ class HttpConnection(asyncio.Protocol):
 
     async def _audit_cut_off(self, request: Request, received: int) -> None:
         shared = self.front.shared
-        session = shared.logins.cached(request.credentials, self.remote)
-        if session is None:
-            session = await shared.logins.verify(request.credentials, self.remote)
+        session = await shared.logins.login(request.credentials, self.remote)
         if session is not None:
             shared.vfs.audit.emit(session.log, session.fields, "fs.upload", request.path, "client body incomplete",
                                   True, size=received)

@@ -17,11 +17,13 @@ running after that has its connection closed, which aborts its upload.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import ssl
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,11 +54,13 @@ class _TlsAdapter(BuiltinSSLAdapter):
         self.context.options |= ssl.OP_NO_COMPRESSION
 
 
-def _prepare(server: wsgi.Server, port: int) -> None:
+@contextlib.contextmanager
+def _naming(port: int) -> Iterator[None]:
+    """A failure to listen carries the port, which the daemon names."""
     try:
-        server.prepare()
+        yield
     except OSError as exc:
-        exc.port = port  # type: ignore[attr-defined]  # the daemon names the port
+        exc.port = port  # type: ignore[attr-defined]
         raise
 
 
@@ -118,13 +122,15 @@ class WebdavFrontend:
                     host, _ = _bind_address(address)
                     server = self._cheroot((host, self.config.tls_port), wsgi.Server)
                     server.ssl_adapter = _TlsAdapter(self.tls.cert, self.tls.key)
-                    _prepare(server, self.config.tls_port)
+                    with _naming(self.config.tls_port):
+                        server.prepare()
                     self.servers.append(("https", server))
         except BaseException:
             await self._stop_plain(0.0)
             for _, server in self.servers:
                 server.stop()
             self.servers.clear()
+            self._remove_private_dir()
             raise
         for kind, server in self.servers:
             self._serve(kind, server)
@@ -133,17 +139,14 @@ class WebdavFrontend:
         """The loop's listening sockets, and the cheroot server it hands requests to."""
         self.private_dir = tempfile.mkdtemp(prefix="xferd-webdav-")  # mode 0700: nobody else connects
         behind = self._cheroot(f"{self.private_dir}/cheroot.sock", HandBackServer)
-        _prepare(behind, self.config.port)
+        with _naming(self.config.port):
+            behind.prepare()
         self.behind = behind
         self.front = LoopFront(self.shared, behind, asyncio.get_running_loop())
         for address in self.config.addresses:
             host, _ = _bind_address(address)
-            try:
-                sock = _listen(host, self.config.port)
-                await self.front.listen(sock)
-            except OSError as exc:
-                exc.port = self.config.port  # type: ignore[attr-defined]  # the daemon names the port
-                raise
+            with _naming(self.config.port):
+                await self.front.listen(_listen(host, self.config.port))
         self._serve("http", behind)
 
     def _serve(self, kind: str, server: wsgi.Server) -> None:
@@ -171,8 +174,12 @@ class WebdavFrontend:
                 log.exception("webdav.stop_failed")
         for thread in self.threads:
             thread.join(5.0)
+        self._remove_private_dir()
+
+    def _remove_private_dir(self) -> None:
         if self.private_dir:
             shutil.rmtree(self.private_dir, ignore_errors=True)
+            self.private_dir = ""
 
     async def close_all(self) -> None:
         await self.stop_accepting()
