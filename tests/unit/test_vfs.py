@@ -4,9 +4,11 @@ permissions, its confinement, its atomic uploads and its audit events."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import hashlib
+import threading
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -635,23 +637,51 @@ class TestCommitCancelled:
             monkeypatch: pytest.MonkeyPatch) -> None:
         """When the wait for the commit transaction is cancelled after it committed, the blob is not
         deleted: reads find it in .tmp, and recovery at the next start moves it into place."""
-        real = md.commit_content
+        loop = asyncio.get_running_loop()
+        real = md.submit_commit_content
+        committed = asyncio.Event()
+        held: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
-        async def committed_then_cancelled(*args: Any, **kwargs: Any) -> Any:
-            await real(*args, **kwargs)
-            raise asyncio.CancelledError
+        def commit_then_hold(*args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+            real(*args, **kwargs).result()  # in the blob's lane: the transaction has committed
+            loop.call_soon_threadsafe(committed.set)
+            return held  # ... but the waiter does not learn it before it is cancelled
 
-        monkeypatch.setattr(md, "commit_content", committed_then_cancelled)
+        monkeypatch.setattr(md, "submit_commit_content", commit_then_hold)
         upload = await vfs.open_write(alice, "f", CREATE)
         await upload.write(0, b"committed")
+        closing = asyncio.create_task(upload.close())
+        await committed.wait()
+        closing.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await upload.close()
+            await closing
+        held.set_result(None)
         monkeypatch.undo()
         in_tmp = tmp_files(storage)
         before = await get(vfs, alice, "f")
         moved = storage.recover_temporary(await md.live_blobs(storage.temporary_ids()))
         assert ([upload.writer.blob_id], b"committed", (1, 0), [], b"committed") == (
             in_tmp, before, moved, tmp_files(storage), await get(vfs, alice, "f"))
+
+    async def test_commit_cancelled_before_it_began_leaves_nothing(self, vfs: VirtualFS, alice: Session,
+                                                                   storage: LocalBlobStore) -> None:
+        """A commit cancelled while it still waits for its blob's thread never starts: no file, no
+        temporary file, and the thread does not touch the blob afterwards."""
+        upload = await vfs.open_write(alice, "f", CREATE)
+        await upload.write(0, b"never")
+        gate = threading.Event()
+        lane = upload.writer._lane  # type: ignore[attr-defined]
+        lane.submit(gate.wait)  # the lane is busy with something else
+        closing = asyncio.create_task(upload.close())
+        await asyncio.sleep(0.05)
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        gate.set()
+        await asyncio.wrap_future(lane.submit(lambda: None))  # the lane has run what was queued
+        with pytest.raises(NotFound):
+            await vfs.stat(alice, "f")
+        assert [] == tmp_files(storage)
 
 
 class TestWriteErrors:

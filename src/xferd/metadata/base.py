@@ -6,6 +6,7 @@ metadata API or a cached wrapper would implement the same. Each method is one tr
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -64,6 +65,11 @@ class Tree(Protocol):
                              owner_id: int | None, mode: int | None, quota: Quota,
                              exclusive: bool = False, reserved: bool = True,
                              blob_owner: str = "") -> CommitResult: ...
+
+    def submit_commit_content(self, tenant_id: int, parent: int, name: str, content: NewContent,
+                              owner_id: int | None, mode: int | None, quota: Quota,
+                              exclusive: bool = False, reserved: bool = True,
+                              blob_owner: str = "") -> concurrent.futures.Future[CommitResult]: ...
 
     async def copy_file(self, tenant_id: int, src_ino: int, parent: int, name: str, overwrite: bool,
                         owner_id: int | None, quota: Quota) -> CommitResult: ...

@@ -135,6 +135,10 @@ class SqliteDatabase:
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._executor, self._run, work, True)
 
+    def submit_write(self, work: Work[T]) -> concurrent.futures.Future[T]:
+        """Submit a write transaction from any thread; its future completes in the database thread."""
+        return self._executor.submit(self._run, work, True)
+
     def read_sync(self, work: Work[T]) -> T:
         return self._executor.submit(self._run, work, False).result()
 

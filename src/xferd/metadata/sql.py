@@ -9,6 +9,7 @@ can never read or change another tenant's rows.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import sqlite3
 import time
 from collections import deque
@@ -581,7 +582,17 @@ class SqlMetadataStore:
                              owner_id: int | None, mode: int | None, quota: Quota,
                              exclusive: bool = False, reserved: bool = True,
                              blob_owner: str = "") -> CommitResult:
+        """:meth:`submit_commit_content`, awaited."""
+        return await asyncio.wrap_future(self.submit_commit_content(
+            tenant_id, parent, name, content, owner_id, mode, quota, exclusive, reserved, blob_owner))
+
+    def submit_commit_content(self, tenant_id: int, parent: int, name: str, content: NewContent,
+                              owner_id: int | None, mode: int | None, quota: Quota,
+                              exclusive: bool = False, reserved: bool = True,
+                              blob_owner: str = "") -> concurrent.futures.Future[CommitResult]:
         """Point ``parent/name`` at new content in one transaction: the moment an upload becomes visible.
+        Callable from any thread (a blob store's, right after its commit); the future completes in
+        the database thread.
 
         An existing file keeps its inode (its hard links see the new content); a missing one is
         created. The uploader is charged for the new size, exactly, or the commit is refused with
@@ -645,7 +656,7 @@ class SqlMetadataStore:
                 content.size, content.blob_id, content.mtime, now)
             existing.owner_id = owner_id
             return CommitResult(existing, False, tuple(released))
-        return await self.db.write(work)
+        return self.db.submit_write(work)
 
     async def copy_file(self, tenant_id: int, src_ino: int, parent: int, name: str, overwrite: bool,
                         owner_id: int | None, quota: Quota) -> CommitResult:

@@ -9,10 +9,14 @@ Nothing reads a blob before its commit, and no blob is changed after it. A store
 
 from __future__ import annotations
 
+import concurrent.futures
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from xferd.metadata.models import Checksums
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,11 @@ class Capabilities:
 class Committed:
     size: int
     checksums: Checksums
+
+
+# What follows a blob's commit without the event loop in between: given the commit's result in the
+# thread that made it, start the next step and return its future.
+Then = Callable[[Committed], "concurrent.futures.Future[T]"]
 
 
 class BlobWriter(Protocol):
@@ -53,6 +62,13 @@ class BlobWriter(Protocol):
     async def commit(self) -> Committed:
         """Make the blob durable and readable (with ``publish_after_commit``: durable, and readable
         through :meth:`BlobStore.open`); returns its size and checksums."""
+
+    async def commit_then(self, then: Then[T]) -> tuple[Committed, T]:
+        """:meth:`commit`, then ``then(committed)`` called in the thread that finished the commit;
+        it starts the next step elsewhere (the metadata transaction) and returns its future, whose
+        result is returned with the commit's. The caller waits once for both, not twice. A failure
+        of either step aborts the blob, except when the wait is cancelled after the commit began:
+        then the blob stays where the store's recovery finds it."""
 
     def publish(self) -> None:
         """After the metadata commit, with ``publish_after_commit``: move the blob to its place

@@ -41,7 +41,7 @@ import structlog
 
 from xferd.errors import NoSpace, NotFound, QuotaExceeded, StorageError
 from xferd.metadata.models import Checksums
-from xferd.storage.base import Capabilities, Committed
+from xferd.storage.base import Capabilities, Committed, Then
 
 T = TypeVar("T")
 log = structlog.get_logger("xferd.storage")
@@ -98,6 +98,15 @@ class _Extents:
         if pos < limit:
             out.append((pos, limit))
         return out
+
+
+def _pass_on(done: concurrent.futures.Future[T], committed: Committed,
+             outcome: concurrent.futures.Future[tuple[Committed, Any]]) -> None:
+    exc = done.exception()
+    if exc is not None:
+        outcome.set_exception(exc)
+    else:
+        outcome.set_result((committed, done.result()))
 
 
 def _update(hasher: Any, chunks: list[bytes]) -> None:
@@ -188,24 +197,52 @@ class LocalBlobWriter:
     async def commit(self) -> Committed:
         # One hop for the common small upload: the last batch, the checksums, fsync and publishing
         # all run in a single lane job.
+        committed, _ = await self._commit(None)
+        return committed
+
+    async def commit_then(self, then: Then[T]) -> tuple[Committed, T]:
+        return await self._commit(then)
+
+    async def _commit(self, then: Then[T] | None) -> tuple[Committed, Any]:
         last = self._take_batch()
         gaps = self._extents.gaps(self._base_limit) if self._base is not None else []
+        outcome: concurrent.futures.Future[tuple[Committed, Any]] | None = None
         try:
             while self._inflight:
                 await self._wait_oldest()
             self._raise_pending_error()
-            sums = await self._in_lane(self._commit_in_lane, last, gaps)
+            outcome = concurrent.futures.Future()
+            self._lane.submit(self._commit_in_lane, outcome, last, gaps, then)
+            return await asyncio.wrap_future(outcome)
+        except asyncio.CancelledError:
+            # Once the lane has started the commit it owns the file, and ``then`` may commit it:
+            # the blob stays in .tmp for the store's recovery to decide (the module's docstring).
+            if outcome is not None and not outcome.cancelled():
+                raise
+            await self.abort()
+            raise
         except BaseException:
             await self.abort()
             raise
-        return Committed(self._size, sums)
 
-    def _commit_in_lane(self, last: tuple[int, list[bytes]] | None, gaps: list[tuple[int, int]]) -> Checksums:
-        if last is not None:
-            self._write_at(*last)
-        sums = self._finish(gaps)
-        self._settle()
-        return sums
+    def _commit_in_lane(self, outcome: concurrent.futures.Future[tuple[Committed, Any]],
+                        last: tuple[int, list[bytes]] | None, gaps: list[tuple[int, int]],
+                        then: Then[T] | None) -> None:
+        if not outcome.set_running_or_notify_cancel():
+            return  # the wait was cancelled before the lane got here; the caller aborts
+        try:
+            if last is not None:
+                self._write_at(*last)
+            committed = Committed(self._size, self._finish(gaps))
+            self._settle()
+            if then is None:
+                outcome.set_result((committed, None))
+                return
+            after = then(committed)
+        except BaseException as exc:
+            outcome.set_exception(exc)
+            return
+        after.add_done_callback(lambda done: _pass_on(done, committed, outcome))
 
     def publish(self) -> None:
         if not self._store.capabilities.publish_after_commit:

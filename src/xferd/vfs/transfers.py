@@ -14,14 +14,15 @@ The life of an upload::
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from xferd.errors import NotFound, PermissionDenied, QuotaExceeded, StorageError, errno_name
-from xferd.metadata.models import Checksums, Inode, NewContent
-from xferd.storage.base import BlobReader, BlobWriter
+from xferd.metadata.models import Checksums, CommitResult, Inode, NewContent
+from xferd.storage.base import BlobReader, BlobWriter, Committed
 from xferd.vfs import paths
 from xferd.vfs.paths import Parts
 from xferd.vfs.session import Session
@@ -122,6 +123,15 @@ class Upload:
                 raise
         return await self.close()
 
+    def _commit_metadata(self, committed: Committed) -> concurrent.futures.Future[CommitResult]:
+        s, vfs = self.session, self.vfs
+        content = NewContent(self.writer.blob_id, committed.size, committed.checksums,
+                             self.mtime if self.mtime is not None else time.time(), self.atime)
+        return vfs.md.submit_commit_content(s.tenant.id, self.parent, self.name, content, s.user.id,
+                                            self.mode if self.mode_set or self.ino is None else None,
+                                            s.quota, exclusive=self.open_mode.exclusive and self.ino is None,
+                                            reserved=vfs.reserves_blobs, blob_owner=vfs.blob_owner)
+
     async def close(self) -> Inode:
         """Commit: make the blob durable, point the file at it in one transaction, publish it."""
         if self.done:
@@ -140,14 +150,10 @@ class Upload:
         vfs = self.vfs
         try:
             try:
-                committed = await self.writer.commit()
+                # The metadata transaction is submitted by the blob's thread as soon as the blob
+                # is durable: this task wakes once, for both.
+                committed, result = await self.writer.commit_then(self._commit_metadata)
                 self.checksums = committed.checksums
-                content = NewContent(self.writer.blob_id, committed.size, committed.checksums,
-                                     self.mtime if self.mtime is not None else time.time(), self.atime)
-                result = await vfs.md.commit_content(s.tenant.id, self.parent, self.name, content, s.user.id,
-                                                     self.mode if self.mode_set or self.ino is None else None,
-                                                     s.quota, exclusive=self.open_mode.exclusive and self.ino is None,
-                                                     reserved=vfs.reserves_blobs, blob_owner=vfs.blob_owner)
             except BaseException as exc:
                 # Not committed: the collector takes a reserved blob (the writer already removed its
                 # bytes, or they were published and are now unreferenced); an unreserved one is still
