@@ -59,7 +59,8 @@ class Tree(Protocol):
                       atime: float | None = None) -> Inode: ...
 
     async def prepare_upload(self, tenant_id: int, root_ino: int, parts: Sequence[str], blob_id: str,
-                             blob_owner: str, user_id: int, reserve: bool = True) -> tuple[Resolved, Usage]: ...
+                             blob_owner: str, user_id: int | None,
+                             reserve: bool = True) -> tuple[Resolved, Usage | None]: ...
 
     async def commit_content(self, tenant_id: int, parent: int, name: str, content: NewContent,
                              owner_id: int | None, mode: int | None, quota: Quota,

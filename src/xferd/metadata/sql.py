@@ -90,6 +90,13 @@ def _lookup(conn: Conn, tenant_id: int, parent: int, name: str) -> Inode | None:
     return _inode(row) if row else None
 
 
+def _require_root(conn: Conn, tenant_id: int, ino: int) -> Inode:
+    root = _get_inode(conn, tenant_id, ino)
+    if root is None:
+        raise NotFound("home directory is missing")
+    return root
+
+
 def _require_dir(conn: Conn, tenant_id: int, ino: int) -> Inode:
     inode = _get_inode(conn, tenant_id, ino)
     if inode is None:
@@ -401,9 +408,8 @@ class SqlMetadataStore:
 
     @staticmethod
     def _resolve(conn: Conn, tenant_id: int, root_ino: int, parts: Sequence[str], follow_last: bool) -> Resolved:
-        root = _get_inode(conn, tenant_id, root_ino)
-        if root is None:
-            raise NotFound("home directory is missing")
+        # The root's own row is read only when nothing below it was found: once a lookup has found
+        # an entry there, the root exists, in this tenant (entries are looked up by tenant).
         stack: list[tuple[str, Inode]] = []
         todo = deque(parts)
         links = 0
@@ -415,15 +421,17 @@ class SqlMetadataStore:
                 continue
             if name in ("", "."):
                 continue
-            current = stack[-1][1] if stack else root
-            if current.kind != "dir":
+            if stack and stack[-1][1].kind != "dir":
                 raise NotADirectory()
-            found = _lookup(conn, tenant_id, current.ino, name)
+            current = stack[-1][1].ino if stack else root_ino
+            found = _lookup(conn, tenant_id, current, name)
             if found is None:
                 if any(p not in ("", ".") for p in todo):
                     raise NotFound()
+                if not stack:
+                    _require_root(conn, tenant_id, root_ino)
                 real = (*(n for n, _ in stack), name)
-                return Resolved(current.ino, name, None, real)
+                return Resolved(current, name, None, real)
             if found.kind == "symlink" and (todo or follow_last):
                 links += 1
                 if links > MAX_SYMLINKS:
@@ -435,19 +443,22 @@ class SqlMetadataStore:
                 continue
             stack.append((name, found))
         if not stack:
-            return Resolved(None, "", root, ())
-        parent = stack[-2][1].ino if len(stack) > 1 else root.ino
+            return Resolved(None, "", _require_root(conn, tenant_id, root_ino), ())
+        parent = stack[-2][1].ino if len(stack) > 1 else root_ino
         return Resolved(parent, stack[-1][0], stack[-1][1], tuple(n for n, _ in stack))
 
     async def prepare_upload(self, tenant_id: int, root_ino: int, parts: Sequence[str], blob_id: str,
-                             blob_owner: str, user_id: int, reserve: bool = True) -> tuple[Resolved, Usage]:
-        """Resolve an upload's path and read the uploader's usage (inline), and, with ``reserve``,
+                             blob_owner: str, user_id: int | None,
+                             reserve: bool = True) -> tuple[Resolved, Usage | None]:
+        """Resolve an upload's path and read the uploader's usage (inline; not without a
+        ``user_id``, for an uploader without a quota), and, with ``reserve``,
         queue the blob's reservation as pending without waiting: opening a file for writing waits
         for no thread. The reservation is committed before anything submitted later, the upload's
         commit included; a crash before it leaves only a temporary file, which the store sweeps at
         start. A store that publishes after the commit needs no reservation (``reserve`` False)."""
-        def read(conn: Conn) -> tuple[Resolved, Usage]:
-            return self._resolve(conn, tenant_id, root_ino, parts, True), _usage(conn, tenant_id, user_id)
+        def read(conn: Conn) -> tuple[Resolved, Usage | None]:
+            resolved = self._resolve(conn, tenant_id, root_ino, parts, True)
+            return resolved, None if user_id is None else _usage(conn, tenant_id, user_id)
 
         def reserve_blob(conn: Conn) -> None:
             now = time.time()

@@ -466,8 +466,9 @@ class VirtualFS:
                             strict_locks: bool = False) -> Upload:
         blob_id = self.storage.new_blob_id()
         reserve = self.reserves_blobs
-        r, usage = await self.md.prepare_upload(s.tenant.id, s.root_ino, parts, blob_id, self.blob_owner, s.user.id,
-                                                reserve)
+        limited = bool(s.quota.files or s.quota.bytes)
+        r, usage = await self.md.prepare_upload(s.tenant.id, s.root_ino, parts, blob_id, self.blob_owner,
+                                                s.user.id if limited else None, reserve)
         try:
             existing = r.inode
             if existing is not None:
@@ -480,7 +481,7 @@ class VirtualFS:
                 if not mode.create:
                     raise NotFound(path=paths.to_client(r.real))
                 self._require(s, r.real, Perm.UPLOAD)
-                if s.quota.files and usage.files >= s.quota.files:
+                if s.quota.files and usage is not None and usage.files >= s.quota.files:
                     raise QuotaExceeded(path=paths.to_client(r.real))
             if mode.read:
                 self._require(s, r.real, Perm.DOWNLOAD)
@@ -489,7 +490,7 @@ class VirtualFS:
             base = existing.blob_id if keep and existing is not None else None
             base_size = existing.size if keep and existing is not None else 0
             allowance = None
-            if s.quota.bytes:
+            if s.quota.bytes and usage is not None:
                 own = existing.size if existing is not None and existing.owner_id == s.user.id else 0
                 allowance = s.quota.bytes - usage.bytes + own
             self.lease(base)
