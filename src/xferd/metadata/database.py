@@ -6,11 +6,16 @@ records. One VirtualFS operation is therefore one thread hop (about 50 us), what
 of statements, and the event loop never waits on SQLite's locks or fsyncs.
 
 Point lookups on hot paths (a path's resolution, a stat, a login) use :meth:`Database.lookup`
-instead: a read-only connection owned by the event loop's thread answers them inline, because in
-WAL mode a reader never waits for a writer, and a page-cache lookup costs less than a hop. That
-connection never waits either (``busy_timeout`` 0): if SQLite is ever busy, the lookup runs in the
-database thread instead. :meth:`Database.queue` submits a write without waiting for it; the
-database thread runs work in order, so anything submitted later sees it.
+instead, answered inline on the event loop's thread: on the writing connection when it is free
+this instant (its page cache survives its own commits, while any other connection's is dropped
+after every commit, which costs a lookup tens of microseconds), else on a read-only connection
+of the loop's own, because in WAL mode a reader never waits for a writer. That connection never
+waits either (``busy_timeout`` 0): if SQLite is ever busy, the lookup runs in the database thread
+instead. :meth:`Database.queue` submits a write without waiting for it; the database thread runs
+work in order, so anything submitted later sees it. A worker thread that needs a transaction right
+after its own work (a blob store's thread, committing an upload) runs it itself when nothing
+submitted earlier is still waiting (:meth:`Database.submit_write`), saving a hop; one lock keeps
+the writing connection to one thread at a time.
 
 SQL errors are translated here, at one boundary: a busy or broken database becomes
 :class:`~xferd.errors.StorageError`; the domain errors a function raises pass through.
@@ -46,6 +51,10 @@ class SqliteDatabase:
         self.path = path
         self._synchronous = synchronous.upper()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xferd-sql")
+        self._lock = threading.Lock()  # whoever holds it uses the writing connection
+        self._waiting = 0  # work submitted to the database thread and not yet begun
+        self._waiting_lock = threading.Lock()
+        self._loop_thread: int | None = None
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._thread_id: int | None = None
@@ -87,6 +96,7 @@ class SqliteDatabase:
             raise
 
     async def open(self) -> None:
+        self._loop_thread = threading.get_ident()
         await self._submit(self._connect)
         reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0.0)
         reader.execute("PRAGMA query_only=ON")
@@ -94,7 +104,7 @@ class SqliteDatabase:
         self._reader = reader
 
     def open_sync(self) -> None:
-        self._executor.submit(self._connect).result()
+        self._to_thread(self._connect).result()
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -104,7 +114,7 @@ class SqliteDatabase:
         self._executor.shutdown(wait=True)
 
     def close_sync(self) -> None:
-        self._executor.submit(self._close).result()
+        self._to_thread(self._close).result()
         self._executor.shutdown(wait=True)
 
     def _close(self) -> None:
@@ -120,6 +130,11 @@ class SqliteDatabase:
 
     async def lookup(self, work: Work[T]) -> T:
         """A small read, answered inline on the event loop's thread when SQLite is not busy."""
+        if self._conn is not None and self._lock.acquire(blocking=False):
+            try:
+                return self._run(work, False)
+            finally:
+                self._lock.release()
         reader = self._reader
         if reader is not None:
             try:
@@ -132,24 +147,47 @@ class SqliteDatabase:
 
     def queue(self, work: Work[T]) -> asyncio.Future[T]:
         """Submit a write transaction without waiting for it."""
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, self._run, work, True)
+        return asyncio.wrap_future(self._to_thread(self._run, work, True))
 
     def submit_write(self, work: Work[T]) -> concurrent.futures.Future[T]:
-        """Submit a write transaction from any thread; its future completes in the database thread."""
-        return self._executor.submit(self._run, work, True)
+        """Submit a write transaction from any thread. From a worker thread (not the event loop's),
+        it runs right there, at once, when no work submitted earlier is still waiting to begin
+        (waiting for a transaction in progress, if any): the returned future is then done."""
+        if threading.get_ident() != self._loop_thread:
+            with self._lock:
+                if not self._waiting:
+                    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+                    try:
+                        done.set_result(self._run(work, True))
+                    except BaseException as exc:
+                        done.set_exception(exc)
+                    return done
+        return self._to_thread(self._run, work, True)
 
     def read_sync(self, work: Work[T]) -> T:
-        return self._executor.submit(self._run, work, False).result()
+        done: concurrent.futures.Future[T] = self._to_thread(self._run, work, False)
+        return done.result()
 
     def write_sync(self, work: Work[T]) -> T:
-        return self._executor.submit(self._run, work, True).result()
+        done: concurrent.futures.Future[T] = self._to_thread(self._run, work, True)
+        return done.result()
 
     async def _submit(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await asyncio.wrap_future(self._to_thread(fn, *args))
+
+    def _to_thread(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        with self._waiting_lock:
+            self._waiting += 1
+        return self._executor.submit(self._locked, fn, *args)
+
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            with self._waiting_lock:
+                self._waiting -= 1
+            return fn(*args)
 
     def _run(self, work: Work[T], writing: bool) -> T:
+        """Run ``work`` on the writing connection; the caller holds the lock."""
         conn = self._conn
         if conn is None:
             raise StorageError("metadata database is closed")

@@ -1,0 +1,107 @@
+"""xferd.metadata.database: which thread runs what, on which connection, in which order."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from xferd.metadata.database import SqliteDatabase
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    database = SqliteDatabase(tmp_path / "m.db")
+    await database.open()
+    await database.write(lambda conn: conn.execute("CREATE TABLE t (n INTEGER, thread INTEGER)"))
+    yield database
+    await database.close()
+
+
+def insert(n: int) -> Callable[[sqlite3.Connection], int]:
+    def work(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO t VALUES (?, ?)", (n, threading.get_ident()))
+        return threading.get_ident()
+    return work
+
+
+async def numbers(db: SqliteDatabase) -> list[int]:
+    return [n for (n,) in await db.read(lambda conn: conn.execute("SELECT n FROM t ORDER BY rowid").fetchall())]
+
+
+def hold(db: SqliteDatabase) -> tuple[threading.Event, threading.Event, concurrent.futures.Future[None]]:
+    """A write transaction in the database thread that stays open until released."""
+    begun, release = threading.Event(), threading.Event()
+
+    def work(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t VALUES (0, 0)")
+        begun.set()
+        release.wait(10)
+    held = db.submit_write(work)  # from the loop's thread: always the database thread
+    assert begun.wait(10)
+    return begun, release, held
+
+
+class TestSubmitWrite:
+    async def test_a_worker_thread_runs_its_transaction_itself_when_nothing_waits(self, db: SqliteDatabase) -> None:
+        """From a worker thread with nothing queued, the transaction runs in that thread and is done on return."""
+        def from_worker() -> tuple[bool, int, int]:
+            done = db.submit_write(insert(1))
+            return done.done(), done.result(), threading.get_ident()
+        finished, ran_in, worker = await asyncio.to_thread(from_worker)
+        assert (True, worker, [1]) == (finished, ran_in, await numbers(db))
+
+    async def test_the_loop_never_runs_a_transaction_itself(self, db: SqliteDatabase) -> None:
+        """From the event loop's thread, the transaction goes to the database thread."""
+        ran_in = await asyncio.wrap_future(db.submit_write(insert(1)))
+        assert threading.get_ident() != ran_in
+
+    async def test_work_submitted_earlier_runs_first(self, db: SqliteDatabase) -> None:
+        """A worker's transaction never overtakes work queued before it: it is queued behind it."""
+        gate = threading.Event()
+        db._executor.submit(gate.wait, 10)  # the database thread is busy (outside any transaction)
+        queued = db.queue(insert(1))
+
+        def from_worker() -> concurrent.futures.Future[int]:
+            return db.submit_write(insert(2))
+        mine = await asyncio.to_thread(from_worker)
+        assert not mine.done()
+        gate.set()
+        await queued
+        await asyncio.wrap_future(mine)
+        assert [1, 2] == await numbers(db)
+
+    async def test_a_worker_waits_for_a_transaction_in_progress(self, db: SqliteDatabase) -> None:
+        """With nothing queued but a transaction open, the worker's runs after it, in the worker's thread."""
+        _, release, held = hold(db)
+        loop = asyncio.get_running_loop()
+        mine = loop.run_in_executor(None, lambda: db.submit_write(insert(2)).result())
+        await asyncio.sleep(0.05)
+        assert not mine.done()
+        release.set()
+        await asyncio.wrap_future(held)
+        await mine
+        assert [0, 2] == await numbers(db)
+
+
+class TestLookup:
+    async def test_lookup_while_a_transaction_is_open_does_not_wait(self, db: SqliteDatabase) -> None:
+        """A lookup answers at once during another thread's transaction, from the last committed state."""
+        await db.write(insert(7))
+        _, release, held = hold(db)
+        try:
+            seen = await asyncio.wait_for(db.lookup(lambda conn: conn.execute("SELECT n FROM t").fetchall()), 5)
+        finally:
+            release.set()
+            await asyncio.wrap_future(held)
+        assert [(7,)] == seen
+
+    async def test_lookup_when_idle_sees_the_last_commit(self, db: SqliteDatabase) -> None:
+        """With the writing connection free, a lookup reads it, and sees what was just committed."""
+        await db.write(insert(7))
+        assert [(7,)] == await db.lookup(lambda conn: conn.execute("SELECT n FROM t").fetchall())
