@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import structlog
 
 from tests.support import free_port
 from xferd.auth import Authenticator, hash_password
@@ -184,6 +185,19 @@ class TestOnTheLoop:
         assert (await client.response())[0] == 204
         assert (2, 0) == (loop_front(frontend).answered, loop_front(frontend).handed)
         assert b"again" == await content(vfs, md, "/f.txt")
+
+    async def test_log_fields_follow_the_session_of_each_request(self, frontend: WebdavFrontend,
+                                                                 client: Client) -> None:
+        """What is logged while a request runs carries the session of that request, also when the
+        next request on the connection logs in as someone else."""
+        seen = []
+        for user in ("alice", "alice", "bob"):
+            await client.send(put_bytes(f"/{user}.txt", b"x", user=user))
+            assert (await client.response())[0] in (201, 204)
+            (conn,) = loop_front(frontend).connections
+            seen.append(conn.context.run(structlog.contextvars.get_contextvars).get("user"))
+        assert ["alice", "alice", "bob"] == seen
+        assert "user" not in structlog.contextvars.get_contextvars()  # nothing leaks outside the connection
 
     async def test_expect_100_continue(self, frontend: WebdavFrontend, client: Client) -> None:
         """A client that waits for 100 Continue gets it, sends the body and gets 201, on the loop."""

@@ -24,6 +24,7 @@ and then failed (quota, storage) is answered here, with the status wsgidav would
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import http
 import os
 import socket
@@ -40,6 +41,7 @@ from xferd.frontends.webdav.handover import HandBackServer, primed_makefile
 from xferd.frontends.webdav.logins import basic_credentials
 from xferd.frontends.webdav.propfind import http_date
 from xferd.frontends.webdav.provider import status_of
+from xferd.vfs.session import Session
 
 log = structlog.get_logger("xferd.webdav")
 
@@ -197,6 +199,10 @@ class HttpConnection(asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.eof = False
         self.pending: Request | None = None  # a plain PUT whose body is still coming
+        # Requests run in the connection's own context, where the session's log fields stay bound
+        # from one request to the next (binding them costs more than parsing a request).
+        self.context = contextvars.Context()
+        self.bound: Session | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -267,7 +273,7 @@ class HttpConnection(asyncio.Protocol):
             self.pending = request  # its body is still coming: data_received calls again
             return
         self.pending = None
-        self.task = self.front.loop.create_task(self._answer(request))
+        self.task = self.front.loop.create_task(self._answer(request), context=self.context)
 
     def _allowed(self, request: Request) -> bool:
         """What WebdavApp refuses before a PUT (plain HTTP from afar, Finder files when refused) it
@@ -311,12 +317,15 @@ class HttpConnection(asyncio.Protocol):
             self._respond(401, b"Authentication required.\n",
                           f'WWW-Authenticate: Basic realm="{self.config.realm}", charset="UTF-8"\r\n')
             return True
-        with structlog.contextvars.bound_contextvars(**session.fields):
-            try:
-                done = await shared.vfs.write_whole(session, request.path, body)
-            except OSError as exc:  # the upload opened and failed: it is audited
-                self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
-                return True
+        if session is not self.bound:
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(**session.fields)
+            self.bound = session
+        try:
+            done = await shared.vfs.write_whole(session, request.path, body)
+        except OSError as exc:  # the upload opened and failed: it is audited
+            self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
+            return True
         if done is None:
             return False
         created, sha256 = done
