@@ -237,6 +237,33 @@ class TestSchema:
             assert [(schema.SCHEMA_VERSION + 1,)] == conn.execute("SELECT version FROM schema_version").fetchall()
         conn.close()
 
+    async def test_version_2_database_gets_id_sequences_above_its_rows(self, tmp_path: Path) -> None:
+        """A database of schema version 2 is migrated: new inodes and users get ids above every
+        existing one, and no id is given out twice after that."""
+        path = tmp_path / "m.db"
+        with sqlite3.connect(path) as conn:
+            for migration in schema.MIGRATIONS[:2]:
+                for stmt in migration:
+                    conn.execute(stmt.replace("{id}", schema.DIALECT_IDENTITY["sqlite"]))
+            conn.execute("INSERT INTO schema_version (version) VALUES (2)")
+            conn.execute("INSERT INTO tenants (id, name, root_ino, created) VALUES (1, 'acme', 1, 0)")
+            conn.execute("INSERT INTO users (id, tenant_id, name, home, created) VALUES (7, 1, 'old', '/', 0)")
+            conn.executemany("INSERT INTO inodes (ino, tenant_id, kind, mode, mtime, atime, ctime) "
+                             "VALUES (?, 1, 'dir', 493, 0, 0, 0)", [(1,), (40,)])
+        conn.close()
+        md = SqlMetadataStore(SqliteDatabase(path))
+        await md.open()
+        try:
+            acme = await md.ensure_tenant("acme")
+            made = await md.mkdir(acme.id, acme.root_ino, "a", 0o755, None)
+            await md.rmdir(acme.id, acme.root_ino, "a")
+            again = await md.mkdir(acme.id, acme.root_ino, "b", 0o755, None)
+            user = await md.create_user("acme", "new", None, "/", Perm.all(), Quota())
+            assert (41, 42, 8, [(schema.SCHEMA_VERSION,)]) == (
+                made.ino, again.ino, user.id, await rows(md, "SELECT version FROM schema_version"))
+        finally:
+            await md.close()
+
     def test_statements_fill_the_dialect(self) -> None:
         """The identity column is spelled for each dialect; nothing is left as a placeholder."""
         for dialect in ("sqlite", "postgresql"):
@@ -661,6 +688,17 @@ class TestCommitContent:
         with pytest.raises(QuotaExceeded):
             await md.commit_content(t.id, t.root_ino, "c", NewContent(None, 0, None, 0.0), user.id, 0o644, quota)
         assert Usage(2, 2) == await md.usage(t.id, user.id)
+
+    async def test_a_deleted_users_id_is_not_given_to_a_new_user(self, md: SqlMetadataStore) -> None:
+        """A user made after another was deleted gets a new id: none of the old user's usage."""
+        quota = Quota(bytes=100, files=10)
+        await md.create_user("default", "keep", None, "/keep", Perm.all(), quota)
+        gone = await md.create_user("default", "gone", None, "/gone", Perm.all(), quota)
+        t = gone.tenant
+        await commit(md, t, t.root_ino, "big", 90, gone, quota)
+        await md.delete_user("default", "gone")
+        new = await md.create_user("default", "new", None, "/new", Perm.all(), quota)
+        assert (True, Usage(0, 0)) == (new.id > gone.id, await md.usage(t.id, new.id))
 
     async def test_replacing_own_file_charges_the_delta(self, md: SqlMetadataStore) -> None:
         """Replacing one's own file counts only the size difference, and no extra file."""

@@ -954,6 +954,22 @@ class TestConfinement:
         assert (["secret"], ["mine"]) == (await names(vfs, admin, "/bob"), await names(vfs, alice))
 
 
+class TestDeletedHome:
+    async def test_a_session_whose_home_was_deleted_never_reaches_a_new_directory(
+            self, vfs: VirtualFS, make_session: MakeSession) -> None:
+        """A directory made after a home was deleted never takes the home's inode number: the
+        session still open on that home finds nothing, not the new directory's files."""
+        admin = await make_session("root", home="/")
+        victim = await make_session("victim")  # its home is the newest inode
+        await vfs.rmdir(admin, "/victim")
+        await vfs.mkdir(admin, "/secret")
+        await put(vfs, admin, "/secret/plans.txt", b"top secret")
+        with pytest.raises(NotFound):
+            await get(vfs, victim, "plans.txt")
+        with pytest.raises(NotFound):
+            await vfs.list(victim, "/")
+
+
 class TestAudit:
     async def test_rename_ok_carries_the_session(self, vfs: VirtualFS, alice: Session, logs: Logs) -> None:
         """A rename logs fs.rename with its source, target, outcome ok and every session field."""

@@ -68,6 +68,15 @@ MIGRATIONS: list[list[str]] = [
             tenant_id BIGINT NOT NULL, ino BIGINT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
             PRIMARY KEY (tenant_id, ino, name))""",
     ],
+    # 3: inode numbers and user ids that are never given out twice. SQLite hands a deleted row's id
+    # (the highest) to the next row; a new directory with a deleted home's number would become the
+    # home of a session still open on it, and a new user with a deleted user's id would inherit its
+    # usage and files. Each new id is the last one given out, plus one.
+    [
+        "CREATE TABLE id_sequences (name TEXT PRIMARY KEY, last BIGINT NOT NULL)",
+        "INSERT INTO id_sequences (name, last) SELECT 'inodes', COALESCE(MAX(ino), 0) FROM inodes",
+        "INSERT INTO id_sequences (name, last) SELECT 'users', COALESCE(MAX(id), 0) FROM users",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

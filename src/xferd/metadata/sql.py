@@ -106,12 +106,18 @@ def _require_dir(conn: Conn, tenant_id: int, ino: int) -> Inode:
     return inode
 
 
+def _next_id(conn: Conn, sequence: str) -> int:
+    """A new id for ``sequence`` (``inodes`` or ``users``), never given out before (schema v3)."""
+    row = conn.execute("UPDATE id_sequences SET last = last + 1 WHERE name = ? RETURNING last", (sequence,)).fetchone()
+    return int(row[0])
+
+
 def _new_inode(conn: Conn, tenant_id: int, kind: str, mode: int, now: float, owner: int | None,
                size: int = 0, blob_id: str | None = None, target: str | None = None) -> Inode:
     row = conn.execute(
-        "INSERT INTO inodes (tenant_id, kind, size, mode, mtime, atime, ctime, nlink, blob_id, target, owner_id) "  # noqa: S608 - only constant column lists are interpolated
-        f"VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) RETURNING {INODE_COLUMNS}",
-        (tenant_id, kind, size, mode, now, now, now, blob_id, target, owner)).fetchone()
+        "INSERT INTO inodes (ino, tenant_id, kind, size, mode, mtime, atime, ctime, nlink, blob_id, target, "  # noqa: S608 - only constant column lists are interpolated
+        f"owner_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) RETURNING {INODE_COLUMNS}",
+        (_next_id(conn, "inodes"), tenant_id, kind, size, mode, now, now, now, blob_id, target, owner)).fetchone()
     return _inode(row)
 
 
@@ -268,10 +274,11 @@ class SqlMetadataStore:
             if conn.execute("SELECT 1 FROM users WHERE tenant_id = ? AND name = ?", (t.id, name)).fetchone():
                 raise AlreadyExists(f"user {name} already exists in tenant {tenant}")
             now = time.time()
-            user_id = conn.execute(
-                "INSERT INTO users (tenant_id, name, password_hash, home, quota_bytes, quota_files, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (t.id, name, password_hash, home, quota.bytes, quota.files, now)).fetchone()[0]
+            user_id = _next_id(conn, "users")
+            conn.execute(
+                "INSERT INTO users (id, tenant_id, name, password_hash, home, quota_bytes, quota_files, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (user_id, t.id, name, password_hash, home, quota.bytes, quota.files, now))
             conn.execute("INSERT INTO grants (tenant_id, principal_kind, principal_id, path, perms) "
                          "VALUES (?, 'user', ?, ?, ?)", (t.id, user_id, home, perms.render()))
             for key in key_list:
