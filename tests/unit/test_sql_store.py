@@ -239,7 +239,7 @@ class TestSchema:
 
     async def test_version_2_database_gets_id_sequences_above_its_rows(self, tmp_path: Path) -> None:
         """A database of schema version 2 is migrated: new inodes and users get ids above every
-        existing one, and no id is given out twice after that."""
+        existing one, and no id is given out twice after that; a file's listed SHA-256 is its blob's."""
         path = tmp_path / "m.db"
         with sqlite3.connect(path) as conn:
             for migration in schema.MIGRATIONS[:2]:
@@ -250,6 +250,11 @@ class TestSchema:
             conn.execute("INSERT INTO users (id, tenant_id, name, home, created) VALUES (7, 1, 'old', '/', 0)")
             conn.executemany("INSERT INTO inodes (ino, tenant_id, kind, mode, mtime, atime, ctime) "
                              "VALUES (?, 1, 'dir', 493, 0, 0, 0)", [(1,), (40,)])
+            conn.execute("INSERT INTO inodes (ino, tenant_id, kind, size, mode, mtime, atime, ctime, blob_id) "
+                         "VALUES (39, 1, 'file', 1, 420, 0, 0, 0, 'b1')")
+            conn.execute("INSERT INTO entries (tenant_id, parent, name, ino) VALUES (1, 1, 'old.txt', 39)")
+            conn.execute("INSERT INTO blobs (id, tenant_id, size, sha256, state, refs, created, changed) "
+                         "VALUES ('b1', 1, 1, 'abc', 'live', 1, 0, 0)")
         conn.close()
         md = SqlMetadataStore(SqliteDatabase(path))
         await md.open()
@@ -259,8 +264,9 @@ class TestSchema:
             await md.rmdir(acme.id, acme.root_ino, "a")
             again = await md.mkdir(acme.id, acme.root_ino, "b", 0o755, None)
             user = await md.create_user("acme", "new", None, "/", Perm.all(), Quota())
-            assert (41, 42, 8, [(schema.SCHEMA_VERSION,)]) == (
-                made.ino, again.ino, user.id, await rows(md, "SELECT version FROM schema_version"))
+            _, sums = await md.list_dir_etags(acme.id, acme.root_ino)
+            assert (41, 42, 8, {"b1": "abc"}, [(schema.SCHEMA_VERSION,)]) == (
+                made.ino, again.ino, user.id, sums, await rows(md, "SELECT version FROM schema_version"))
         finally:
             await md.close()
 

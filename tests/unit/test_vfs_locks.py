@@ -215,3 +215,16 @@ class TestListingWithSums:
         by_name = {name: sums.get(inode.blob_id or "") for name, inode in listing.entries}
         assert {"a": hashlib.sha256(b"alpha").hexdigest(), "b": hashlib.sha256(b"beta").hexdigest(),
                 "sub": None} == by_name
+
+    async def test_replaced_and_copied_files_list_their_own_content(self, vfs: VirtualFS, ann: Session) -> None:
+        """After a file is replaced, and copied, each name lists the SHA-256 of its current content."""
+        import hashlib
+
+        await vfs.mkdir(ann, "/r")
+        await put(vfs, ann, "/r/a", b"first")
+        await put(vfs, ann, "/r/a", b"second")
+        await vfs.copy(ann, "/r/a", "/r/copy")
+        await put(vfs, ann, "/r/a", b"third")  # the copy alone names the second content now
+        listing, sums = await vfs.list_etags(ann, "/r")
+        assert {"a": hashlib.sha256(b"third").hexdigest(), "copy": hashlib.sha256(b"second").hexdigest()} == {
+            name: sums.get(inode.blob_id or "") for name, inode in listing.entries}

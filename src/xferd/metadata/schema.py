@@ -77,6 +77,13 @@ MIGRATIONS: list[list[str]] = [
         "INSERT INTO id_sequences (name, last) SELECT 'inodes', COALESCE(MAX(ino), 0) FROM inodes",
         "INSERT INTO id_sequences (name, last) SELECT 'users', COALESCE(MAX(id), 0) FROM users",
     ],
+    # 4: a file's SHA-256 beside its blob id, so that a listing with ETags (WebDAV PROPFIND) reads the
+    # tree alone, not one blob row per file
+    [
+        "ALTER TABLE inodes ADD COLUMN sha256 TEXT",
+        "UPDATE inodes SET sha256 = (SELECT b.sha256 FROM blobs b WHERE b.id = inodes.blob_id) "
+        "WHERE blob_id IS NOT NULL",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

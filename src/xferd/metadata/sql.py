@@ -113,11 +113,13 @@ def _next_id(conn: Conn, sequence: str) -> int:
 
 
 def _new_inode(conn: Conn, tenant_id: int, kind: str, mode: int, now: float, owner: int | None,
-               size: int = 0, blob_id: str | None = None, target: str | None = None) -> Inode:
+               size: int = 0, blob_id: str | None = None, target: str | None = None,
+               sha256: str | None = None) -> Inode:
     row = conn.execute(
         "INSERT INTO inodes (ino, tenant_id, kind, size, mode, mtime, atime, ctime, nlink, blob_id, target, "  # noqa: S608 - only constant column lists are interpolated
-        f"owner_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) RETURNING {INODE_COLUMNS}",
-        (_next_id(conn, "inodes"), tenant_id, kind, size, mode, now, now, now, blob_id, target, owner)).fetchone()
+        f"owner_id, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) RETURNING {INODE_COLUMNS}",
+        (_next_id(conn, "inodes"), tenant_id, kind, size, mode, now, now, now, blob_id, target, owner,
+         sha256)).fetchone()
     return _inode(row)
 
 
@@ -632,6 +634,7 @@ class SqlMetadataStore:
                 _check_quota(conn, tenant_id, owner_id, quota, content.size - existing.size, 0)
             else:
                 _check_quota(conn, tenant_id, owner_id, quota, content.size, 1)
+            sha256 = content.checksums.sha256 if content.blob_id is not None and content.checksums else None
             if content.blob_id is not None and not reserved:
                 assert content.checksums is not None
                 conn.execute("INSERT INTO blobs (id, tenant_id, size, sha256, md5, state, refs, owner, created, "
@@ -650,7 +653,7 @@ class SqlMetadataStore:
             atime = content.atime if content.atime is not None else now
             if existing is None:
                 inode = _new_inode(conn, tenant_id, "file", 0o644 if mode is None else mode, content.mtime, owner_id,
-                                   size=content.size, blob_id=content.blob_id)
+                                   size=content.size, blob_id=content.blob_id, sha256=sha256)
                 if content.atime is not None:
                     conn.execute("UPDATE inodes SET atime = ? WHERE tenant_id = ? AND ino = ?",
                                  (atime, tenant_id, inode.ino))
@@ -663,9 +666,10 @@ class SqlMetadataStore:
             else:
                 _charge(conn, tenant_id, existing.owner_id, -existing.size, -1)
                 _charge(conn, tenant_id, owner_id, content.size, 1)
-            conn.execute("UPDATE inodes SET size = ?, blob_id = ?, mtime = ?, atime = ?, ctime = ?, owner_id = ?, "
+            conn.execute("UPDATE inodes SET size = ?, blob_id = ?, sha256 = ?, mtime = ?, atime = ?, ctime = ?, "
+                         "owner_id = ?, "
                          "mode = COALESCE(?, mode) WHERE tenant_id = ? AND ino = ?",
-                         (content.size, content.blob_id, content.mtime, atime, now, owner_id, mode, tenant_id,
+                         (content.size, content.blob_id, sha256, content.mtime, atime, now, owner_id, mode, tenant_id,
                           existing.ino))
             existing.mode = existing.mode if mode is None else mode
             existing.atime = atime
@@ -705,7 +709,10 @@ class SqlMetadataStore:
                 released = _remove_entry(conn, tenant_id, parent, name, existing, now)
             if src.blob_id is not None:
                 conn.execute("UPDATE blobs SET refs = refs + 1, changed = ? WHERE id = ?", (now, src.blob_id))
-            inode = _new_inode(conn, tenant_id, "file", src.mode, now, owner_id, size=src.size, blob_id=src.blob_id)
+            sha256 = conn.execute("SELECT sha256 FROM inodes WHERE tenant_id = ? AND ino = ?",
+                                  (tenant_id, src.ino)).fetchone()[0]
+            inode = _new_inode(conn, tenant_id, "file", src.mode, now, owner_id, size=src.size, blob_id=src.blob_id,
+                               sha256=sha256)
             _add_entry(conn, tenant_id, parent, name, inode.ino, now)
             _charge(conn, tenant_id, owner_id, src.size, 1)
             return CommitResult(inode, True, tuple(released))
@@ -853,13 +860,14 @@ class SqlMetadataStore:
         return await self.db.lookup(work) if blob_ids else {}
 
     async def list_dir_etags(self, tenant_id: int, ino: int) -> tuple[list[tuple[str, Inode]], dict[str, str]]:
-        """:meth:`list_dir` and the stored SHA-256 of each file's blob (WebDAV ETags), in one query."""
+        """:meth:`list_dir` and the stored SHA-256 of each file's blob (WebDAV ETags), in one query of
+        the tree (each file's row carries its content's SHA-256, schema v4)."""
         def work(conn: Conn) -> tuple[list[tuple[str, Inode]], dict[str, str]]:
             _require_dir(conn, tenant_id, ino)
             rows = conn.execute(
                 "SELECT e.name, i.ino, i.kind, i.size, i.mode, i.mtime, i.atime, i.ctime, i.nlink, i.blob_id, "
-                "i.target, i.owner_id, b.sha256 FROM entries e "
-                "JOIN inodes i ON i.ino = e.ino AND i.tenant_id = e.tenant_id LEFT JOIN blobs b ON b.id = i.blob_id "
+                "i.target, i.owner_id, i.sha256 FROM entries e "
+                "JOIN inodes i ON i.ino = e.ino AND i.tenant_id = e.tenant_id "
                 "WHERE e.tenant_id = ? AND e.parent = ? ORDER BY e.name",
                 (tenant_id, ino)).fetchall()
             return [(r[0], _inode(r[1:12])) for r in rows], {r[9]: r[12] for r in rows if r[12] is not None}
