@@ -182,8 +182,8 @@ class Daemon:
         try:
             await self.webdav.start()
         except OSError as exc:
-            port = getattr(exc, "port", dav.port)
-            raise StartupError(f"cannot listen for WebDAV on port {port}: {exc.strerror or exc}") from exc
+            listener = getattr(exc, "listener", f"port {dav.port}")
+            raise StartupError(f"cannot listen for WebDAV on {listener}: {exc.strerror or exc}") from exc
         return self.webdav.addresses
 
     async def _stop_frontends(self) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -304,3 +306,40 @@ class TestHandOver:
         await client.send(b"PUT /f HTTP/1.1\r\nHost: t\r\nX-Filler: " + b"a" * (HEAD_MAX + 10) + b"\r\n")
         status, _, _ = await client.response(head_only=True)
         assert status >= 400
+
+
+class TestStartFailures:
+    """A listener that cannot be opened fails the start with what failed, and leaves nothing behind."""
+
+    def frontend(self, config: Config, vfs: VirtualFS, md: SqlMetadataStore, audit: AuditSink,
+                 port: int) -> WebdavFrontend:
+        dav = replace(config.webdav, addresses=("127.0.0.1",), port=port, tls_port=0, threads=2)
+        return WebdavFrontend(dav, vfs, Authenticator(md, audit), Bridge(asyncio.get_running_loop(), 5.0), None,
+                              shutdown_grace=1.0)
+
+    async def test_port_in_use_is_named(self, config: Config, vfs: VirtualFS, md: SqlMetadataStore,
+                                        audit: AuditSink) -> None:
+        """The HTTP port taken by someone else: the error names the port; the private directory goes."""
+        with socket.create_server(("127.0.0.1", 0)) as taken:
+            port = taken.getsockname()[1]
+            front = self.frontend(config, vfs, md, audit, port)
+            with pytest.raises(OSError) as failed:
+                await front.start()
+        assert (f"port {port}", "") == (failed.value.listener, front.private_dir)  # type: ignore[attr-defined]
+
+    async def test_private_socket_failure_is_named(self, config: Config, vfs: VirtualFS, md: SqlMetadataStore,
+                                                   audit: AuditSink, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        """cheroot's private socket that cannot be bound (here: a path too long for a Unix socket):
+        the error names that socket, not the HTTP port, and its directory is removed."""
+        deep = tmp_path / ("d" * 120)
+
+        def long_dir(prefix: str = "") -> str:
+            deep.mkdir()
+            return str(deep)
+        monkeypatch.setattr("xferd.frontends.webdav.server.tempfile.mkdtemp", long_dir)
+        front = self.frontend(config, vfs, md, audit, free_port())
+        with pytest.raises(OSError) as failed:
+            await front.start()
+        assert (True, False) == (failed.value.listener.startswith("its private socket"),  # type: ignore[attr-defined]
+                                 deep.exists())

@@ -55,12 +55,14 @@ class _TlsAdapter(BuiltinSSLAdapter):
 
 
 @contextlib.contextmanager
-def _naming(port: int) -> Iterator[None]:
-    """A failure to listen carries the port, which the daemon names."""
+def _naming(port: int | None = None, listener: str = "") -> Iterator[None]:
+    """A failure to listen carries what failed, which the daemon names: a port, or (``listener``)
+    something else."""
     try:
         yield
     except OSError as exc:
         exc.port = port  # type: ignore[attr-defined]
+        exc.listener = listener or f"port {port}"  # type: ignore[attr-defined]
         raise
 
 
@@ -139,7 +141,7 @@ class WebdavFrontend:
         """The loop's listening sockets, and the cheroot server it hands requests to."""
         self.private_dir = tempfile.mkdtemp(prefix="xferd-webdav-")  # mode 0700: nobody else connects
         behind = self._cheroot(f"{self.private_dir}/cheroot.sock", HandBackServer)
-        with _naming(self.config.port):
+        with _naming(listener=f"its private socket in {self.private_dir}"):
             behind.prepare()
         self.behind = behind
         self.front = LoopFront(self.shared, behind, asyncio.get_running_loop())
