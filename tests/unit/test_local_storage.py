@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import errno
 import hashlib
 import os
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog.testing
 
-from xferd.errors import NoSpace, NotFound
+from xferd.errors import NoSpace, NotFound, StorageError
 from xferd.metadata.models import Checksums
 from xferd.storage.local import BATCH, LocalBlobStore, LocalBlobWriter
 
@@ -295,6 +298,38 @@ class TestPublishAndAbort:
         writer = await store.create(TENANT, store.new_blob_id())
         await writer.write(0, os.urandom(3 * BATCH))
         await writer.abort()
+        assert ([], [], set()) == (tmp_files(store), published(store), await store.blob_ids())
+
+    async def test_commit_then_returns_the_next_steps_result(self, store: LocalBlobStore) -> None:
+        """commit_then calls the next step with the commit's result and returns both."""
+        writer = await store.create(TENANT, store.new_blob_id())
+        await writer.write(0, b"then")
+        seen: list[int] = []
+
+        def then(committed: Any) -> concurrent.futures.Future[str]:
+            seen.append(committed.size)
+            done: concurrent.futures.Future[str] = concurrent.futures.Future()
+            done.set_result("next")
+            return done
+        committed, result = await writer.commit_then(then)
+        assert ([4], "next", hashlib.sha256(b"then").hexdigest()) == (seen, result, committed.checksums.sha256)
+
+    @pytest.mark.parametrize("outcome", ["failed", "cancelled"])
+    async def test_commit_then_whose_next_step_fails_leaves_nothing(self, store: LocalBlobStore,
+                                                                    outcome: str) -> None:
+        """A next step that fails (or is cancelled) fails the commit, and the blob is discarded."""
+        writer = await store.create(TENANT, store.new_blob_id())
+        await writer.write(0, b"x")
+
+        def then(committed: Any) -> concurrent.futures.Future[str]:
+            done: concurrent.futures.Future[str] = concurrent.futures.Future()
+            if outcome == "cancelled":
+                done.cancel()
+            else:
+                done.set_exception(NotFound("the parent went away"))
+            return done
+        with pytest.raises(StorageError if outcome == "cancelled" else NotFound):
+            await asyncio.wait_for(writer.commit_then(then), 10)
         assert ([], [], set()) == (tmp_files(store), published(store), await store.blob_ids())
 
     async def test_open_missing_blob_is_enoent(self, store: LocalBlobStore) -> None:

@@ -102,6 +102,10 @@ class _Extents:
 
 def _pass_on(done: concurrent.futures.Future[T], committed: Committed,
              outcome: concurrent.futures.Future[tuple[Committed, Any]]) -> None:
+    """The step after a commit is over: its result, with the commit's, or its failure."""
+    if done.cancelled():  # nothing cancels it today; the waiter must hear of it all the same
+        outcome.set_exception(StorageError("the step after the blob's commit was cancelled"))
+        return
     exc = done.exception()
     if exc is not None:
         outcome.set_exception(exc)
@@ -240,6 +244,9 @@ class LocalBlobWriter:
                 return
             after = then(committed)
         except BaseException as exc:
+            # The file is closed here: a waiter cancelled meanwhile no longer aborts it (its bytes
+            # stay in .tmp until the next start).
+            self._close_fd()
             outcome.set_exception(exc)
             return
         after.add_done_callback(lambda done: _pass_on(done, committed, outcome))
