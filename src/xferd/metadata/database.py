@@ -6,12 +6,13 @@ records. One VirtualFS operation is therefore one thread hop (about 50 us), what
 of statements, and the event loop never waits on SQLite's locks or fsyncs.
 
 Point lookups on hot paths (a path's resolution, a stat, a login) use :meth:`Database.lookup`
-instead, answered inline on the event loop's thread: on the writing connection when it is free
-this instant (its page cache survives its own commits, while any other connection's is dropped
-after every commit, which costs a lookup tens of microseconds), else on a read-only connection
-of the loop's own, because in WAL mode a reader never waits for a writer. That connection never
-waits either (``busy_timeout`` 0): if SQLite is ever busy, the lookup runs in the database thread
-instead. :meth:`Database.queue` submits a write without waiting for it; the database thread runs
+instead, answered inline on the event loop's thread, because in WAL mode a reader never waits for
+a writer: on the writing connection when it is free this instant (its page cache survives its own
+commits, while any other connection's is dropped after every commit, which costs a lookup tens of
+microseconds), else on a read-only connection of the loop's own. A read can still meet a lock in
+the cases SQLite lists for WAL (another connection in exclusive locking mode, which xferd never
+uses, or the recovery after a crash, which runs when the daemon opens the database): the read-only
+connection then gives up at once (``busy_timeout`` 0) and the lookup runs in the database thread. :meth:`Database.queue` submits a write without waiting for it; the database thread runs
 work in order, so anything submitted later sees it. A worker thread that needs a transaction right
 after its own work (a blob store's thread, committing an upload) runs it itself when nothing
 submitted earlier is still waiting (:meth:`Database.submit_write`), saving a hop; one lock keeps
