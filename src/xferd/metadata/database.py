@@ -12,8 +12,10 @@ commits, while any other connection's is dropped after every commit, which costs
 microseconds), else on a read-only connection of the loop's own. A read can still meet a lock in
 the cases SQLite lists for WAL (another connection in exclusive locking mode, which xferd never
 uses, or the recovery after a crash, which runs when the daemon opens the database): the read-only
-connection then gives up at once (``busy_timeout`` 0) and the lookup runs in the database thread. :meth:`Database.queue` submits a write without waiting for it; the database thread runs
-work in order, so anything submitted later sees it. A worker thread that needs a transaction right
+connection then gives up at once (``busy_timeout`` 0) and the lookup runs in the database thread.
+
+:meth:`Database.queue` submits a write without waiting for it; the database thread runs work in
+order, so anything submitted later sees it. A worker thread that needs a transaction right
 after its own work (a blob store's thread, committing an upload) runs it itself when nothing
 submitted earlier is still waiting (:meth:`Database.submit_write`), saving a hop; one lock keeps
 the writing connection to one thread at a time.

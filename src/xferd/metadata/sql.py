@@ -611,8 +611,9 @@ class SqlMetadataStore:
                               exclusive: bool = False, reserved: bool = True,
                               blob_owner: str = "") -> concurrent.futures.Future[CommitResult]:
         """Point ``parent/name`` at new content in one transaction: the moment an upload becomes visible.
-        Callable from any thread (a blob store's, right after its commit); the future completes in
-        the database thread.
+        Callable from any thread (a blob store's, right after its commit): from a worker thread the
+        transaction may run right there, and the future is then done on return
+        (:meth:`SqliteDatabase.submit_write`).
 
         An existing file keeps its inode (its hard links see the new content); a missing one is
         created. The uploader is charged for the new size, exactly, or the commit is refused with
