@@ -22,6 +22,7 @@ and audits as it always does. A small body that ends early goes the same way, to
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,16 +32,18 @@ from wsgidav.dav_error import HTTP_BAD_REQUEST, DAVError
 from xferd import errors
 from xferd.frontends.bridge import HopUpload
 from xferd.frontends.webdav.fastget import CONDITIONS
+from xferd.frontends.webdav.propfind import http_date
 from xferd.frontends.webdav.provider import status_of
 from xferd.vfs.transfers import Upload
 
-REFUSED = ("HTTP_CONTENT_RANGE", "HTTP_CONTENT_ENCODING")
+# The request headers that make a PUT more than "store this body": wsgidav evaluates them.
+NOT_PLAIN = (*CONDITIONS, "HTTP_CONTENT_RANGE", "HTTP_CONTENT_ENCODING")
 
 
 def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes] | None:
     """The response, or None to let wsgidav answer (with ``wsgi.input`` still holding the body)."""
     path = environ.get("PATH_INFO") or "/"
-    if path.endswith("/") or any(key in environ for key in CONDITIONS) or any(key in environ for key in REFUSED):
+    if path.endswith("/") or any(key in environ for key in NOT_PLAIN):
         return None
     frontend, session = environ["xferd.frontend"], environ["xferd.session"]
     try:
@@ -122,11 +125,16 @@ def _read(environ: dict[str, Any], length: int) -> bytes:
     return b"".join(chunks)
 
 
+def stored(created: bool, sha256: str) -> tuple[str, list[tuple[str, str]]]:
+    """The status and headers answering a PUT that stored its body (here and on the event loop).
+    No body, as nginx and Apache answer: wsgidav's would be an HTML page saying "Created"."""
+    return ("201 Created" if created else "204 No Content",
+            [("Content-Length", "0"), ("Date", http_date(time.time())), ("ETag", f'"{sha256}"')])
+
+
 def _done(environ: dict[str, Any], start_response: Callable[..., Any], created: bool,
           sha256: str) -> Iterable[bytes]:
-    # No body, as nginx and Apache answer a PUT: wsgidav's would be an HTML page saying "Created".
-    start_response("201 Created" if created else "204 No Content",
-                   [("Content-Length", "0"), ("Date", util.get_rfc1123_time()), ("ETag", f'"{sha256}"')])
+    start_response(*stored(created, sha256))
     return [b""]
 
 

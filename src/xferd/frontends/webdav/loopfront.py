@@ -36,6 +36,7 @@ from urllib.parse import unquote_to_bytes
 import structlog
 
 from xferd.frontends.net import plain_ip
+from xferd.frontends.webdav import fastput
 from xferd.frontends.webdav.app import Frontend, is_apple_metadata, tls_required
 from xferd.frontends.webdav.handover import HandBackServer, primed_makefile
 from xferd.frontends.webdav.logins import basic_credentials
@@ -46,9 +47,9 @@ from xferd.vfs.session import Session
 log = structlog.get_logger("xferd.webdav")
 
 HEAD_MAX = 64 * 1024  # a longer request head goes to cheroot, which has its own limits
-# Headers that make a PUT more than "store this body": wsgidav evaluates them.
-NOT_PLAIN = frozenset({b"transfer-encoding", b"content-range", b"content-encoding", b"range", b"if",
-                       b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"if-range"})
+# fastput's headers for wsgidav (named as in a WSGI environ), and chunked bodies, which cheroot decodes.
+NOT_PLAIN = frozenset({key[5:].replace("_", "-").lower().encode() for key in fastput.NOT_PLAIN}
+                      | {b"transfer-encoding"})
 
 
 class Request:
@@ -315,7 +316,7 @@ class HttpConnection(asyncio.Protocol):
         session = await shared.logins.login(request.credentials, self.remote)
         if session is None:
             self._respond(401, b"Authentication required.\n",
-                          f'WWW-Authenticate: Basic realm="{self.config.realm}", charset="UTF-8"\r\n')
+                          ("WWW-Authenticate", f'Basic realm="{self.config.realm}", charset="UTF-8"'))
             return True
         if session is not self.bound:
             structlog.contextvars.clear_contextvars()
@@ -328,10 +329,8 @@ class HttpConnection(asyncio.Protocol):
             return True
         if done is None:
             return False
-        created, sha256 = done
         self.front.answered += 1
-        self._send(f"HTTP/1.1 {'201 Created' if created else '204 No Content'}\r\nContent-Length: 0\r\n"
-                   f"Date: {http_date(time.time())}\r\nETag: \"{sha256}\"\r\nServer: xferd\r\n\r\n".encode())
+        self._answer_with(*fastput.stored(*done))
         return True
 
     async def _audit_cut_off(self, request: Request, received: int) -> None:
@@ -341,11 +340,15 @@ class HttpConnection(asyncio.Protocol):
             shared.vfs.audit.emit(session.log, session.fields, "fs.upload", request.path, "client body incomplete",
                                   True, size=received)
 
-    def _respond(self, status: int, body: bytes, extra: str = "") -> None:
-        reason = http.HTTPStatus(status).phrase
-        self._send(f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
-                   f"Content-Type: text/plain; charset=utf-8\r\nDate: {http_date(time.time())}\r\n"
-                   f"Server: xferd\r\n{extra}\r\n".encode() + body)
+    def _respond(self, status: int, body: bytes, *extra: tuple[str, str]) -> None:
+        """A plain-text answer."""
+        self._answer_with(f"{status} {http.HTTPStatus(status).phrase}",
+                          [("Content-Length", str(len(body))), ("Content-Type", "text/plain; charset=utf-8"),
+                           ("Date", http_date(time.time())), *extra], body)
+
+    def _answer_with(self, status: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        self._send(f"HTTP/1.1 {status}\r\n{head}Server: xferd\r\n\r\n".encode() + body)
 
     def _send(self, data: bytes) -> None:
         if self.transport is not None:

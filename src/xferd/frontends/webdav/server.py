@@ -55,14 +55,12 @@ class _TlsAdapter(BuiltinSSLAdapter):
 
 
 @contextlib.contextmanager
-def _naming(port: int | None = None, listener: str = "") -> Iterator[None]:
-    """A failure to listen carries what failed, which the daemon names: a port, or (``listener``)
-    something else."""
+def _naming(listener: str) -> Iterator[None]:
+    """A failure to listen carries what failed (``port 8080``), which the daemon names."""
     try:
         yield
     except OSError as exc:
-        exc.port = port  # type: ignore[attr-defined]
-        exc.listener = listener or f"port {port}"  # type: ignore[attr-defined]
+        exc.listener = listener  # type: ignore[attr-defined]
         raise
 
 
@@ -124,7 +122,7 @@ class WebdavFrontend:
                     host, _ = _bind_address(address)
                     server = self._cheroot((host, self.config.tls_port), wsgi.Server)
                     server.ssl_adapter = _TlsAdapter(self.tls.cert, self.tls.key)
-                    with _naming(self.config.tls_port):
+                    with _naming(f"port {self.config.tls_port}"):
                         server.prepare()
                     self.servers.append(("https", server))
         except BaseException:
@@ -141,13 +139,13 @@ class WebdavFrontend:
         """The loop's listening sockets, and the cheroot server it hands requests to."""
         self.private_dir = tempfile.mkdtemp(prefix="xferd-webdav-")  # mode 0700: nobody else connects
         behind = self._cheroot(f"{self.private_dir}/cheroot.sock", HandBackServer)
-        with _naming(listener=f"its private socket in {self.private_dir}"):
+        with _naming(f"its private socket in {self.private_dir}"):
             behind.prepare()
         self.behind = behind
         self.front = LoopFront(self.shared, behind, asyncio.get_running_loop())
         for address in self.config.addresses:
             host, _ = _bind_address(address)
-            with _naming(self.config.port):
+            with _naming(f"port {self.config.port}"):
                 await self.front.listen(_listen(host, self.config.port))
         self._serve("http", behind)
 
