@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +47,22 @@ class TestStartup:
         daemon.proc = None
         assert code != 0
         assert f"cannot listen for SFTP on port {daemon.port}" in daemon.log_path.read_text()
+
+    def test_webdav_port_in_use_is_a_clear_failure(self, tmp_path: Path) -> None:
+        """When the WebDAV port is taken, serve exits non-zero, names that port, and leaves its
+        private socket directory behind nowhere."""
+        daemon = Daemon(tmp_path)
+        before = set(Path(tempfile.gettempdir()).glob("xferd-webdav-*"))
+        with socket.socket() as blocker:
+            blocker.bind(("127.0.0.1", daemon.dav_port))
+            blocker.listen()
+            daemon.start(wait=False)
+            assert daemon.proc is not None
+            code = daemon.proc.wait(30)
+        daemon.proc = None
+        assert (True, True, set()) == (
+            code != 0, f"cannot listen for WebDAV on port {daemon.dav_port}" in daemon.log_path.read_text(),
+            set(Path(tempfile.gettempdir()).glob("xferd-webdav-*")) - before)
 
     def test_bad_config_key_stops_serve(self, tmp_path: Path) -> None:
         """serve refuses a config with an unknown key and names it."""

@@ -171,6 +171,22 @@ class TestConfinement:
         assert "mine.txt" in mallory.listdir("up")
         assert "secret.txt" not in mallory.listdir("up")
 
+    def test_session_of_a_deleted_home_never_reaches_a_newer_directory(self, server: Daemon) -> None:
+        """A user's home removed while their session is open, then a directory made by someone else:
+        the open session finds nothing, never the new directory's files."""
+        admin = paramiko_sftp(server, new_user(server, "admin", PASSWORD, None, "--home", "/"))
+        victim_name = new_user(server, "victim")
+        victim = paramiko_sftp(server, victim_name)  # its home is the newest directory
+        try:
+            admin.rmdir(f"/{victim_name}")
+            admin.mkdir(f"/secret-of-{victim_name}")
+            admin.putfo(io.BytesIO(b"not the victim's"), f"/secret-of-{victim_name}/plans.txt")
+            assert (errno.ENOENT, errno.ENOENT) == (_errno_of(victim.listdir, "."),
+                                                    _errno_of(victim.open, "plans.txt", "rb"))
+        finally:
+            victim.close()
+            admin.close()
+
 
 class TestLoginRefusals:
     def test_disabled_user_cannot_log_in(self, server: Daemon) -> None:
