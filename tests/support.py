@@ -295,6 +295,18 @@ class Daemon:
 _USER_NUMBERS = itertools.count(1)
 
 
+def exit_with_port_taken(daemon: Daemon, port: int) -> int:
+    """Start ``daemon`` while something else listens on ``port``, and return its exit code."""
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        daemon.start(wait=False)
+        assert daemon.proc is not None
+        code = daemon.proc.wait(30)
+    daemon.proc = None
+    return code
+
+
 def new_user(daemon: Daemon, prefix: str = "user", password: str | None = PASSWORD, key: Path | None = None,
              *extra: str) -> str:
     """Add a user with a name nobody has yet (``prefix`` and a number), home /NAME, and return the name:

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from tests.support import PASSWORD, Daemon
+from tests.support import PASSWORD, Daemon, exit_with_port_taken
 
 
 async def _connect(daemon: Daemon, user: str = "alice") -> asyncssh.SSHClientConnection:
@@ -38,14 +38,7 @@ class TestStartup:
     def test_port_in_use_is_a_clear_failure(self, tmp_path: Path) -> None:
         """When the port is taken, serve exits non-zero and says which port."""
         daemon = Daemon(tmp_path)
-        with socket.socket() as blocker:
-            blocker.bind(("127.0.0.1", daemon.port))
-            blocker.listen()
-            daemon.start(wait=False)
-            assert daemon.proc is not None
-            code = daemon.proc.wait(30)
-        daemon.proc = None
-        assert code != 0
+        assert exit_with_port_taken(daemon, daemon.port) != 0
         assert f"cannot listen for SFTP on port {daemon.port}" in daemon.log_path.read_text()
 
     def test_webdav_port_in_use_is_a_clear_failure(self, tmp_path: Path) -> None:
@@ -53,13 +46,7 @@ class TestStartup:
         private socket directory behind nowhere."""
         daemon = Daemon(tmp_path)
         before = set(Path(tempfile.gettempdir()).glob("xferd-webdav-*"))
-        with socket.socket() as blocker:
-            blocker.bind(("127.0.0.1", daemon.dav_port))
-            blocker.listen()
-            daemon.start(wait=False)
-            assert daemon.proc is not None
-            code = daemon.proc.wait(30)
-        daemon.proc = None
+        code = exit_with_port_taken(daemon, daemon.dav_port)
         assert (True, True, set()) == (
             code != 0, f"cannot listen for WebDAV on port {daemon.dav_port}" in daemon.log_path.read_text(),
             set(Path(tempfile.gettempdir()).glob("xferd-webdav-*")) - before)

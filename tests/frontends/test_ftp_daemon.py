@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support import PASSWORD, Daemon, ftp_connect, ftp_login, new_user, running_daemon
+from tests.support import PASSWORD, Daemon, exit_with_port_taken, ftp_connect, ftp_login, new_user, running_daemon
 
 
 def _code(call: object, *args: object) -> str:
@@ -106,12 +106,7 @@ class TestStartup:
     def test_ftp_port_in_use_binds_nothing(self, tmp_path: Path) -> None:
         """When the FTP port is taken, serve exits naming it, and leaves no SFTP listener behind."""
         daemon = Daemon(tmp_path)
-        with socket.socket() as blocker:
-            blocker.bind(("127.0.0.1", daemon.ftp_port))
-            blocker.listen()
-            daemon.start(wait=False)
-            assert daemon.proc is not None and daemon.proc.wait(30) != 0
-        daemon.proc = None
+        assert exit_with_port_taken(daemon, daemon.ftp_port) != 0
         assert f"cannot listen for FTP on port {daemon.ftp_port}" in daemon.log_path.read_text()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", daemon.port))  # free again: SFTP was closed
