@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sftp_bench import BenchError, check_running, render_config, stop_tree
+from sftp_bench import BenchError, check_running, render_config, stop_tree, wait_freed
 
 MIB = 1024 * 1024
 MB = 1_000_000
@@ -152,7 +152,7 @@ def start_xferd(work: Path, ports: Ports, cert: Path, key: Path, overrides: Sequ
         "ftp": {"addresses": ["127.0.0.1"], "port": port, "implicit_tls_port": 0,
                 "passive_ports": f"{passive}-{passive + 99}", "tls_cert": str(cert), "tls_key": str(key)},
         # Each 1 GiB upload replaces the last; collect replaced blobs soon so the tmpfs does not fill.
-        "gc": {"interval": 5.0, "grace": 0.0},
+        "gc": {"interval": 1.0, "grace": 0.0},
         "daemon": {"shutdown_grace": 2.0},
     }, overrides))
     subprocess.run([sys.executable, "-m", "xferd", "user", "add", "bench", "--password-stdin", "--config",
@@ -283,8 +283,21 @@ class Bench:
         self.samples.setdefault((group, mode, server), []).append(value)
 
     def upload(self, server: Server, mode: str) -> None:
+        self.delete_copy(server)
         seconds = self.curl.run(server, mode, ["-T", str(self.work / "big.bin"), server.url("big.bin")])
         self.add("upload", mode, server.name, self.args.size_mib * MIB / MB / seconds)
+
+    def delete_copy(self, server: Server) -> None:
+        """Delete the last upload's copy (untimed) and wait until its memory is free (wait_freed)."""
+        free_before = shutil.disk_usage(self.work).free
+        client = ftplib_session(server)
+        try:
+            client.delete(f"/{server.prefix}big.bin")
+        except ftplib.error_perm:
+            return  # no copy yet
+        finally:
+            client.quit()
+        wait_freed(self.work, free_before, self.args.size_mib * MIB, self.args.settle)
 
     def download(self, server: Server, mode: str, verify: bool) -> None:
         if verify:
@@ -375,6 +388,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(GROUPS), help=f"comma list of {', '.join(GROUPS)}")
     p.add_argument("--modes", default=",".join(MODES), help="comma list of plain, ftps")
     p.add_argument("--tmpfs", default="/dev/shm")
+    p.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                   help="pause between deleting the last 1 GiB copy and the next upload (default 0: both servers "
+                        "write into just-freed memory; 3: into memory the virtual machine has handed back)")
     p.add_argument("--vsftpd", default=shutil.which("vsftpd") or "/usr/sbin/vsftpd")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--keep", action="store_true", help="keep the work directory")

@@ -734,6 +734,26 @@ def check_space(args: argparse.Namespace) -> None:
         raise BenchError(f"{args.tmpfs} has {free // MIB} MiB free, the throughput runs need about {need // MIB}")
 
 
+def wait_freed(folder: Path, free_before: int, nbytes: int, settle: float = 0.0, timeout: float = 30.0) -> None:
+    """Until the tmpfs under ``folder`` has about ``nbytes`` more free than ``free_before``: a deleted
+    copy's pages are back (xferd's collector frees a replaced blob a few seconds after the DELETE).
+
+    Before each timed upload both servers' earlier copies are deleted this way and the upload starts
+    at once. In a virtual machine that hands free memory back to the host (virtio-balloon free page
+    reporting, about 2 s after a page is freed), writing into pages the guest freed a moment ago
+    costs 0.55 s per GiB here, and into pages handed back 1.5-2 s: measured with dd on this tmpfs.
+    A server that truncates its target at the start of an upload (vsftpd) would otherwise get warm
+    pages, and one that writes a new file and frees the old one later (xferd, nginx) cold ones.
+    ``settle`` seconds more after that make both write into pages the host has taken back instead.
+    """
+    deadline = time.monotonic() + timeout
+    while shutil.disk_usage(folder).free < free_before + nbytes * 0.9:
+        if time.monotonic() > deadline:
+            raise BenchError(f"the deleted copy's {nbytes // MIB} MiB were not freed within {timeout:.0f} s")
+        time.sleep(0.02)
+    time.sleep(settle)
+
+
 def summarize_log(path: Path) -> list[str]:
     """xferd's log lines grouped by event and outcome, with a count and one example each: a warning
     repeated per request would otherwise bury everything else."""

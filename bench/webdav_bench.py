@@ -59,6 +59,7 @@ from sftp_bench import (
     stop_tree,
     summarize_log,
     tail,
+    wait_freed,
 )
 
 MIB = 1024 * 1024
@@ -174,7 +175,7 @@ def start_xferd(work: Path, ports: set[int], overrides: Sequence[str]) -> Server
         "sftp": {"addresses": ["127.0.0.1"], "port": sftp_port},
         "ftp": {"enabled": False},
         # Each 1 GiB PUT replaces the last; collect replaced blobs soon so the tmpfs does not fill.
-        "gc": {"interval": 5.0, "grace": 0.0},
+        "gc": {"interval": 1.0, "grace": 0.0},
         "daemon": {"shutdown_grace": 2.0},  # cleanup must not wait 30 s for a transfer the bench abandoned
     }, overrides))
     added = subprocess.run([sys.executable, "-m", "xferd", "user", "add", USER, "--password-stdin", "--config",
@@ -388,6 +389,7 @@ class Bench:
     # --- 1 GiB PUT and GET
 
     def upload(self, server: Server, source: Path, timed: bool = True) -> None:
+        self.delete_copy(server, source.stat().st_size)
         answer = self.work / "put-response.txt"
         seconds = curl(server, ["--upload-file", str(source), "--output", str(answer), server.url("big.bin")],
                        (201, 204), self.transfer_timeout(), answer)
@@ -395,6 +397,20 @@ class Bench:
         if timed:
             self.add("upload", f"PUT {self.args.size_mib} MiB (curl -T)", "MB/s", server.name,
                      source.stat().st_size / MB / seconds)
+
+    def delete_copy(self, server: Server, nbytes: int) -> None:
+        """Delete the last PUT's copy (untimed) and wait until its memory is free (wait_freed)."""
+        free_before = shutil.disk_usage(self.work).free
+        conn = server.connection()
+        try:
+            status, _ = request(conn, "DELETE", "/big.bin")
+        finally:
+            conn.close()
+        if status == 404:
+            return  # no copy yet
+        if status not in (200, 204):
+            raise BenchError(f"{server.name}: DELETE /big.bin answered {status}")
+        wait_freed(self.work, free_before, nbytes, self.args.settle)
 
     def download(self, server: Server, source: Path, verify: bool) -> None:
         if verify:  # a fast wrong download is not a result
@@ -558,6 +574,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--servers", default=",".join(SERVER_NAMES),
                    help="comma list of the servers to run (default xferd,nginx; one alone gives no ratios)")
     p.add_argument("--tmpfs", default="/dev/shm", help="tmpfs directory for all files (default /dev/shm)")
+    p.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                   help="pause between deleting the last 1 GiB copy and the next upload (default 0: both servers "
+                        "write into just-freed memory; 3: into memory the virtual machine has handed back)")
     p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx", help="the nginx binary")
     p.add_argument("--dav-ext", metavar="SO", help=f"path of {DAV_EXT_MODULE} (default: looked up in "
                    f"{' and '.join(MODULE_DIRS)})")
