@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def hold(db: SqliteDatabase) -> tuple[threading.Event, threading.Event, concurre
         conn.execute("INSERT INTO t VALUES (0, 0)")
         begun.set()
         release.wait(10)
-    held = db.submit_write(work)  # from the loop's thread: always the database thread
+    held = db._to_thread(db._run, work, True)  # in the database thread
     assert begun.wait(10)
     return begun, release, held
 
@@ -56,8 +57,41 @@ class TestSubmitWrite:
         finished, ran_in, worker = await asyncio.to_thread(from_worker)
         assert (True, worker, [1]) == (finished, ran_in, await numbers(db))
 
-    async def test_the_loop_never_runs_a_transaction_itself(self, db: SqliteDatabase) -> None:
-        """From the event loop's thread, the transaction goes to the database thread."""
+    async def test_the_loop_runs_a_transaction_itself_while_writes_are_fast(self, db: SqliteDatabase) -> None:
+        """From the event loop's thread, with write transactions fast and nothing in progress, the
+        transaction runs right there and is done on return."""
+        db.write_budget.average = 0.0
+        done = db.submit_write(insert(1))
+        assert (True, threading.get_ident(), [1]) == (done.done(), done.result(), await numbers(db))
+
+    async def test_the_loop_hands_transactions_over_while_writes_are_slow(self, db: SqliteDatabase) -> None:
+        """From the event loop's thread, with write transactions slow, the transaction goes to the
+        database thread."""
+        db.write_budget.average = 1.0
+        ran_in = await asyncio.wrap_future(db.submit_write(insert(1)))
+        assert threading.get_ident() != ran_in
+
+    async def test_the_loop_never_waits_for_a_transaction_in_progress(self, db: SqliteDatabase) -> None:
+        """With writes fast but another thread's transaction open, the loop's goes to the database
+        thread (the loop does not wait for the lock) and runs after it."""
+        db.write_budget.average = 0.0
+        _, release, held = hold(db)
+        mine = db.submit_write(insert(2))
+        not_done = not mine.done()
+        release.set()
+        await asyncio.wrap_future(held)
+        ran_in = await asyncio.wrap_future(mine)
+        assert (True, True, [0, 2]) == (not_done, threading.get_ident() != ran_in, await numbers(db))
+
+    async def test_a_slow_transaction_sends_the_next_ones_to_the_database_thread(self, db: SqliteDatabase) -> None:
+        """Every write transaction is timed: after one that took long (a disk that got busy), the
+        loop's next transaction goes to the database thread."""
+        db.write_budget.average = 0.0
+
+        def slow(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (9, 0)")
+            time.sleep(0.01)
+        await db.write(slow)
         ran_in = await asyncio.wrap_future(db.submit_write(insert(1)))
         assert threading.get_ident() != ran_in
 

@@ -8,6 +8,8 @@ import errno
 import hashlib
 import os
 import random
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import structlog.testing
 
 from xferd.errors import NoSpace, NotFound, StorageError
 from xferd.metadata.models import Checksums
-from xferd.storage.local import BATCH, LocalBlobStore, LocalBlobWriter
+from xferd.storage.local import BATCH, INLINE_COMMIT, LocalBlobStore, LocalBlobWriter
 
 from .support import FaultyStore, FlakyWriter, RecordingWriter, published, tmp_files
 
@@ -313,6 +315,49 @@ class TestPublishAndAbort:
             return done
         committed, result = await writer.commit_then(then)
         assert ([4], "next", hashlib.sha256(b"then").hexdigest()) == (seen, result, committed.checksums.sha256)
+
+    @pytest.mark.parametrize(("size", "average", "on_loop"), [
+        (100, 0.0, True),  # small, on storage whose commits are fast
+        (INLINE_COMMIT, 0.0, True),
+        (INLINE_COMMIT + 1, 0.0, False),  # larger than a small upload
+        (100, 1.0, False),  # commits are slow
+    ])
+    async def test_where_a_commit_runs(self, store: LocalBlobStore, size: int, average: float,
+                                       on_loop: bool) -> None:
+        """A small upload commits on the event loop's thread while the store's commits are fast;
+        a larger one, or any on slow storage, in its lane. The blob is the same either way."""
+        store.commit_budget.average = average
+        data = os.urandom(size)
+        writer = await store.create(TENANT, store.new_blob_id())
+        await writer.write(0, data)
+        threads: list[int] = []
+
+        def then(committed: Any) -> concurrent.futures.Future[None]:
+            threads.append(threading.get_ident())
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            done.set_result(None)
+            return done
+        committed, _ = await writer.commit_then(then)
+        writer.publish()
+        reader = await store.open(TENANT, writer.blob_id)
+        stored = await reader.read(0, size + 1)
+        await reader.close()
+        assert ([on_loop], sums(data), data) == (
+            [t == threading.get_ident() for t in threads], committed.checksums, stored)
+
+    async def test_a_slow_commit_sends_the_next_ones_to_the_lane(self, store: LocalBlobStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every commit is timed, wherever it runs: after one that took long (a slow fsync), small
+        commits go to the lane again."""
+        store.commit_budget.average = 0.0
+        settle = LocalBlobWriter._settle
+
+        def slow_settle(writer: LocalBlobWriter) -> None:
+            time.sleep(0.01)
+            settle(writer)
+        monkeypatch.setattr(LocalBlobWriter, "_settle", slow_settle)
+        await committed_blob(store, b"slow")
+        assert not store.commit_budget.allows()
 
     @pytest.mark.parametrize("outcome", ["failed", "cancelled"])
     async def test_commit_then_whose_next_step_fails_leaves_nothing(self, store: LocalBlobStore,

@@ -648,6 +648,7 @@ class TestCommitCancelled:
             return held  # ... but the waiter does not learn it before it is cancelled
 
         monkeypatch.setattr(md, "submit_commit_content", commit_then_hold)
+        storage.commit_budget.average = 1.0  # the commit runs in the blob's lane, not on this loop
         upload = await vfs.open_write(alice, "f", CREATE)
         await upload.write(0, b"committed")
         closing = asyncio.create_task(upload.close())
@@ -667,6 +668,7 @@ class TestCommitCancelled:
                                                                    storage: LocalBlobStore) -> None:
         """A commit cancelled while it still waits for its blob's thread never starts: no file, no
         temporary file, and the thread does not touch the blob afterwards."""
+        storage.commit_budget.average = 1.0  # the commit waits for the blob's lane
         upload = await vfs.open_write(alice, "f", CREATE)
         await upload.write(0, b"never")
         gate = threading.Event()

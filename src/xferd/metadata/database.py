@@ -18,7 +18,10 @@ connection then gives up at once (``busy_timeout`` 0) and the lookup runs in the
 order, so anything submitted later sees it. A worker thread that needs a transaction right
 after its own work (a blob store's thread, committing an upload) runs it itself when nothing
 submitted earlier is still waiting (:meth:`Database.submit_write`), saving a hop; one lock keeps
-the writing connection to one thread at a time.
+the writing connection to one thread at a time. The event loop's thread does the same while write
+transactions are fast (their running average under :data:`WRITE_INLINE_LIMIT`, see
+:mod:`xferd.inline`) and the lock is free that instant: it never waits for the lock, nor runs a
+transaction on a database whose commits take long.
 
 SQL errors are translated here, at one boundary: a busy or broken database becomes
 :class:`~xferd.errors.StorageError`; the domain errors a function raises pass through.
@@ -37,12 +40,15 @@ from typing import Any, TypeVar
 import structlog
 
 from xferd.errors import StorageError, XferdError
+from xferd.inline import InlineBudget
 from xferd.metadata import schema
 
 T = TypeVar("T")
 log = structlog.get_logger("xferd.metadata")
 
 Work = Callable[[sqlite3.Connection], T]
+# A write transaction runs on the event loop's thread only while they take less than this on average.
+WRITE_INLINE_LIMIT = 300e-6
 
 
 class SqliteDatabase:
@@ -61,6 +67,7 @@ class SqliteDatabase:
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._thread_id: int | None = None
+        self.write_budget = InlineBudget(WRITE_INLINE_LIMIT)
 
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,16 +162,19 @@ class SqliteDatabase:
     def submit_write(self, work: Work[T]) -> concurrent.futures.Future[T]:
         """Submit a write transaction from any thread. From a worker thread (not the event loop's),
         it runs right there, at once, when no work submitted earlier is still waiting to begin
-        (waiting for a transaction in progress, if any): the returned future is then done."""
+        (waiting for a transaction in progress, if any): the returned future is then done. From
+        the event loop's thread, likewise when write transactions are fast and no transaction is
+        in progress; otherwise it goes to the database thread."""
         if threading.get_ident() != self._loop_thread:
             with self._lock:
                 if not self._waiting:
-                    done: concurrent.futures.Future[T] = concurrent.futures.Future()
-                    try:
-                        done.set_result(self._run(work, True))
-                    except BaseException as exc:
-                        done.set_exception(exc)
-                    return done
+                    return _done(self._run, work)
+        elif self.write_budget.allows() and not self._waiting and self._lock.acquire(blocking=False):
+            try:
+                if not self._waiting:  # nothing was submitted before the lock was taken
+                    return _done(self._run, work)
+            finally:
+                self._lock.release()
         return self._to_thread(self._run, work, True)
 
     def read_sync(self, work: Work[T]) -> T:
@@ -197,16 +207,27 @@ class SqliteDatabase:
         try:
             if not writing:
                 return work(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            with self.write_budget.timed():
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
             return result
         except XferdError:
             raise
         except sqlite3.Error as exc:
             log.error("metadata.failed", error=str(exc), error_type=type(exc).__name__)
             raise StorageError(f"metadata store failed: {exc}") from exc
+
+
+def _done(run: Callable[[Work[T], bool], T], work: Work[T]) -> concurrent.futures.Future[T]:
+    """``work``'s transaction, run now; its outcome as a done future."""
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+    try:
+        done.set_result(run(work, True))
+    except BaseException as exc:
+        done.set_exception(exc)
+    return done

@@ -20,6 +20,11 @@ so memory per upload is bounded. Data written exactly where the stream is (the u
 (SHA-256) as it goes, in a second thread beside the write; anything else (writes out of order, a
 resumed upload, a truncation) is hashed once, from the file, at commit. MD5 is not computed here:
 at about 600 MB/s per core it would cap every upload; the VirtualFS computes it once, on first ask.
+
+The commit (the last bytes, the checksum, the fsyncs, then the metadata transaction) runs in the
+lane too, as one job. A small upload's commit runs on the event loop's thread instead while the
+store's commits take less than :data:`COMMIT_INLINE_LIMIT` on average (:mod:`xferd.inline`): on
+fast storage the two thread wake-ups of a hop cost as much as the commit.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any, TypeVar
 import structlog
 
 from xferd.errors import NoSpace, NotFound, QuotaExceeded, StorageError
+from xferd.inline import InlineBudget
 from xferd.metadata.models import Checksums
 from xferd.storage.base import Capabilities, Committed, Then
 
@@ -50,6 +56,11 @@ BATCH = 1024 * 1024
 HASH_BLOCK = 1024 * 1024
 # Batches smaller than this are hashed in the write lane itself: a hop to the hash lane costs more.
 INLINE_HASH = 256 * 1024
+# An upload of at most this many bytes commits on the event loop's thread while blob commits (the
+# last write, SHA-256, fsync of the file and of .tmp) take less than COMMIT_INLINE_LIMIT seconds on
+# average (xferd.inline); otherwise, and for larger ones, in its lane.
+INLINE_COMMIT = 64 * 1024
+COMMIT_INLINE_LIMIT = 200e-6
 
 
 def _storage_error(exc: OSError, what: str) -> Exception:
@@ -216,7 +227,13 @@ class LocalBlobWriter:
                 await self._wait_oldest()
             self._raise_pending_error()
             outcome = concurrent.futures.Future()
-            self._lane.submit(self._commit_in_lane, outcome, last, gaps, then)
+            if self._size <= INLINE_COMMIT and not gaps and self._store.commit_budget.allows():
+                # Fast storage: two thread wake-ups would cost as much as the commit itself.
+                self._commit_here(outcome, last, gaps, then)
+                if outcome.done():  # else the metadata transaction went to its own thread
+                    return outcome.result()
+            else:
+                self._lane.submit(self._commit_here, outcome, last, gaps, then)
             return await asyncio.wrap_future(outcome)
         except asyncio.CancelledError:
             # Once the lane has started the commit it owns the file, and ``then`` may commit it:
@@ -229,16 +246,18 @@ class LocalBlobWriter:
             await self.abort()
             raise
 
-    def _commit_in_lane(self, outcome: concurrent.futures.Future[tuple[Committed, Any]],
-                        last: tuple[int, list[bytes]] | None, gaps: list[tuple[int, int]],
-                        then: Then[T] | None) -> None:
+    def _commit_here(self, outcome: concurrent.futures.Future[tuple[Committed, Any]],
+                     last: tuple[int, list[bytes]] | None, gaps: list[tuple[int, int]],
+                     then: Then[T] | None) -> None:
+        """The commit, in the lane (or on the loop, for a small one on fast storage)."""
         if not outcome.set_running_or_notify_cancel():
             return  # the wait was cancelled before the lane got here; the caller aborts
         try:
-            if last is not None:
-                self._write_at(*last)
-            committed = Committed(self._size, self._finish(gaps))
-            self._settle()
+            with self._store.commit_budget.timed():
+                if last is not None:
+                    self._write_at(*last)
+                committed = Committed(self._size, self._finish(gaps))
+                self._settle()
             if then is None:
                 outcome.set_result((committed, None))
                 return
@@ -473,6 +492,7 @@ class LocalBlobStore:
         self._hash_lanes = [concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"xferd-hash{i}")
                             for i in range(lanes)]
         self._next_hash_lane = itertools.cycle(self._hash_lanes)
+        self.commit_budget = InlineBudget(COMMIT_INLINE_LIMIT)
 
     def new_blob_id(self) -> str:
         return secrets.token_hex(16)
