@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import structlog
 
 from xferd.errors import StorageError
-from xferd.frontends.bridge import Bridge
+from xferd.frontends.bridge import FIRST_BUFFER_BYTES, Bridge, HopUpload
 from xferd.metadata.models import Quota, Tenant, User
 from xferd.vfs.policy import Policy
 from xferd.vfs.session import Session
@@ -141,3 +142,60 @@ class TestOtherPaths:
         """Blocking work runs in the bridge's threads, never the loop's default executor."""
         name = await bridge.run_blocking(lambda: threading.current_thread().name)
         assert name.startswith("xferd-bridge")
+
+
+class _Recorder:
+    """The part of an Upload that HopUpload uses, recording what reaches the loop."""
+
+    def __init__(self) -> None:
+        self.session = _session()
+        self.hops: list[tuple[int, bytes]] = []
+        self.finished: tuple[int, bytes] | None = None
+
+    async def write(self, offset: int, data: bytes) -> int:
+        self.hops.append((offset, bytes(data)))
+        return len(data)
+
+    async def finish(self, offset: int, tail: bytes) -> None:
+        self.finished = (offset, tail)
+
+    async def abort(self, reason: str) -> None:
+        raise AssertionError(f"aborted: {reason}")
+
+
+class TestHopUpload:
+    @pytest.mark.parametrize("size", [0, 4096, FIRST_BUFFER_BYTES, FIRST_BUFFER_BYTES + 1, 3 * 256 * 1024 + 5])
+    @pytest.mark.parametrize("how", ["receive", "write"])
+    async def test_hops_are_whole_and_in_order_however_the_bytes_arrive(self, bridge: Bridge, size: int,
+                                                                         how: str) -> None:
+        """Bytes received into space() in odd pieces, or written, reach the loop as full hops in
+        order, then the tail with the commit; a small upload's buffer never grows past what it needs."""
+        hop = 256 * 1024
+        data = os.urandom(size)
+        upload = _Recorder()
+
+        def feed() -> int:
+            hops = HopUpload(bridge, upload, 10, hop=hop)  # type: ignore[arg-type]
+            largest, pos = 0, 0
+            while pos < size:
+                piece = data[pos:pos + 7001]
+                if how == "write":
+                    hops.write(piece)
+                    pos += len(piece)
+                else:
+                    space = hops.space()
+                    n = min(len(space), len(piece))
+                    space[:n] = piece[:n]
+                    hops.filled(n)
+                    pos += n
+                largest = max(largest, len(hops._buf))
+            hops.commit()
+            return largest
+        largest = await _in_thread(feed)
+        assert upload.finished is not None
+        offsets = [offset for offset, _ in upload.hops]
+        whole = b"".join(chunk for _, chunk in upload.hops) + upload.finished[1]
+        assert ([10 + i * hop for i in range(size // hop)], {hop} if size >= hop else set(), data,
+                10 + size // hop * hop) == (offsets, {len(c) for _, c in upload.hops}, whole, upload.finished[0])
+        if size < hop:  # never more than twice what arrived, nor a whole hop for a small file
+            assert largest <= max(FIRST_BUFFER_BYTES, 2 * size)

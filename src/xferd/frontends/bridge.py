@@ -39,6 +39,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 HOP_BYTES = 1024 * 1024
+# An upload's first buffer: it doubles up to a hop as bytes arrive, so a small file never pays
+# for a whole hop (allocating and zeroing 1 MiB costs about 90 us, as much as its commit).
+FIRST_BUFFER_BYTES = 64 * 1024
 log = structlog.get_logger("xferd.bridge")
 
 
@@ -108,14 +111,15 @@ class HopUpload:
     """An upload fed from a frontend thread in hops: the bytes gather in a hop-sized buffer, which a
     socket can receive into directly (:meth:`space`, :meth:`filled`) or :meth:`write` copies into.
     A full hop goes to the loop without waiting for it; the next one fills meanwhile, so at most
-    one hop is in flight. An earlier hop's error is raised by the next :meth:`filled`."""
+    one hop is in flight. An earlier hop's error is raised by the next :meth:`filled`. The first
+    buffer starts small and doubles until it is a hop (:data:`FIRST_BUFFER_BYTES`)."""
 
     def __init__(self, bridge: Bridge, upload: Upload, offset: int, hop: int = HOP_BYTES) -> None:
         self.bridge = bridge
         self.upload = upload
         self.hop = hop
         self._offset = offset  # where the buffered bytes start
-        self._buf = bytearray(hop)
+        self._buf = bytearray(min(hop, FIRST_BUFFER_BYTES))
         self._fill = 0
         self._pending: concurrent.futures.Future[int] | None = None
 
@@ -126,7 +130,12 @@ class HopUpload:
     def filled(self, nbytes: int) -> None:
         """``nbytes`` were received into :meth:`space`."""
         self._fill += nbytes
-        if self._fill == self.hop:
+        if self._fill == len(self._buf) < self.hop:
+            # A new buffer, not a resized one: a receiver may still hold a view of this one.
+            grown = bytearray(min(2 * len(self._buf), self.hop))
+            grown[:self._fill] = self._buf
+            self._buf = grown
+        elif self._fill == self.hop:
             self._wait()
             hop, self._buf, self._fill = self._buf, bytearray(self.hop), 0
             self._pending = self.bridge.submit(self.upload.write, self._offset, hop, session=self.upload.session)
@@ -135,7 +144,7 @@ class HopUpload:
     def write(self, data: bytes) -> int:
         view, size = memoryview(data), len(data)
         while view:
-            n = min(len(view), self.hop - self._fill)
+            n = min(len(view), len(self._buf) - self._fill)
             self._buf[self._fill:self._fill + n] = view[:n]
             view = view[n:]
             self.filled(n)
