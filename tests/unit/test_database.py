@@ -139,3 +139,40 @@ class TestLookup:
         """With the writing connection free, a lookup reads it, and sees what was just committed."""
         await db.write(insert(7))
         assert [(7,)] == await db.lookup(lambda conn: conn.execute("SELECT n FROM t").fetchall())
+
+
+class TestWriteSmall:
+    async def test_on_the_loop_while_writes_are_fast(self, db: SqliteDatabase) -> None:
+        """A small write runs on the loop's thread while write transactions are fast."""
+        db.write_budget.average = 0.0
+        assert (threading.get_ident(), [1]) == (await db.write_small(insert(1)), await numbers(db))
+
+    async def test_in_the_database_thread_while_writes_are_slow(self, db: SqliteDatabase) -> None:
+        """A small write goes to the database thread while write transactions are slow."""
+        db.write_budget.average = 1.0
+        assert threading.get_ident() != await db.write_small(insert(1))
+
+    async def test_behind_work_queued_before_it(self, db: SqliteDatabase) -> None:
+        """A small write never overtakes work queued before it, fast transactions or not."""
+        db.write_budget.average = 0.0
+        gate = threading.Event()
+        db._executor.submit(gate.wait, 10)
+        queued = db.queue(insert(1))
+        mine = asyncio.ensure_future(db.write_small(insert(2)))
+        await asyncio.sleep(0.02)
+        not_done = not mine.done()
+        gate.set()
+        await queued
+        await mine
+        assert (True, [1, 2]) == (not_done, await numbers(db))
+
+    async def test_errors_come_through(self, db: SqliteDatabase) -> None:
+        """A small write that fails on the loop raises its error and leaves nothing."""
+        db.write_budget.average = 0.0
+
+        def failing(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (5, 0)")
+            raise FileExistsError("taken")
+        with pytest.raises(FileExistsError):
+            await db.write_small(failing)
+        assert [] == await numbers(db)

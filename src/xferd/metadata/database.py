@@ -18,8 +18,9 @@ connection then gives up at once (``busy_timeout`` 0) and the lookup runs in the
 order, so anything submitted later sees it. A worker thread that needs a transaction right
 after its own work (a blob store's thread, committing an upload) runs it itself when nothing
 submitted earlier is still waiting (:meth:`Database.submit_write`), saving a hop; one lock keeps
-the writing connection to one thread at a time. The event loop's thread does the same while write
-transactions are fast (their running average under :data:`WRITE_INLINE_LIMIT`, see
+the writing connection to one thread at a time. The event loop's thread does the same for an
+upload's commit and other transactions of a few statements (:meth:`Database.write_small`) while
+write transactions are fast (their running average under :data:`WRITE_INLINE_LIMIT`, see
 :mod:`xferd.inline`) and the lock is free that instant: it never waits for the lock, nor runs a
 transaction on a database whose commits take long.
 
@@ -154,6 +155,14 @@ class SqliteDatabase:
                     log.error("metadata.failed", error=str(exc), error_type=type(exc).__name__)
                     raise StorageError(f"metadata store failed: {exc}") from exc
         return await self.read(work)
+
+    async def write_small(self, work: Work[T]) -> T:
+        """A write transaction of a few statements (one entry, one inode, one lock): right here on
+        the event loop's thread when :meth:`submit_write` would run it there, else as :meth:`write`."""
+        done = self.submit_write(work)
+        if done.done():
+            return done.result()
+        return await asyncio.wrap_future(done)
 
     def queue(self, work: Work[T]) -> asyncio.Future[T]:
         """Submit a write transaction without waiting for it."""

@@ -492,11 +492,11 @@ class SqlMetadataStore:
         return await self.db.read(work)
 
     async def mkdir(self, tenant_id: int, parent: int, name: str, mode: int, owner: int | None) -> Inode:
-        return await self.db.write(lambda conn: _create_entry(conn, tenant_id, parent, name, "dir", mode, owner))
+        return await self.db.write_small(lambda conn: _create_entry(conn, tenant_id, parent, name, "dir", mode, owner))
 
     async def symlink(self, tenant_id: int, parent: int, name: str, target: str, owner: int | None) -> Inode:
-        return await self.db.write(lambda conn: _create_entry(conn, tenant_id, parent, name, "symlink", 0o777, owner,
-                                                              size=len(target.encode()), target=target))
+        return await self.db.write_small(lambda conn: _create_entry(
+            conn, tenant_id, parent, name, "symlink", 0o777, owner, size=len(target.encode()), target=target))
 
     async def link(self, tenant_id: int, ino: int, parent: int, name: str) -> Inode:
         def work(conn: Conn) -> Inode:
@@ -514,7 +514,7 @@ class SqlMetadataStore:
             _add_entry(conn, tenant_id, parent, name, ino, now)
             inode.nlink += 1
             return inode
-        return await self.db.write(work)
+        return await self.db.write_small(work)
 
     async def unlink(self, tenant_id: int, parent: int, name: str) -> list[str]:
         """Remove a file or symbolic link entry; returns the blobs that became garbage."""
@@ -525,7 +525,7 @@ class SqlMetadataStore:
             if inode.kind == "dir":
                 raise IsADirectory()
             return _remove_entry(conn, tenant_id, parent, name, inode, time.time())
-        return await self.db.write(work)
+        return await self.db.write_small(work)
 
     async def rmdir(self, tenant_id: int, parent: int, name: str) -> None:
         def work(conn: Conn) -> None:
@@ -535,7 +535,7 @@ class SqlMetadataStore:
             if inode.kind != "dir":
                 raise NotADirectory()
             _remove_entry(conn, tenant_id, parent, name, inode, time.time())
-        await self.db.write(work)
+        await self.db.write_small(work)
 
     async def rename(self, tenant_id: int, src_parent: int, src_name: str, dst_parent: int, dst_name: str,
                      overwrite: bool) -> list[str]:
@@ -577,7 +577,7 @@ class SqlMetadataStore:
             if dst_parent != src_parent:
                 _touch(conn, tenant_id, dst_parent, now)
             return released
-        return await self.db.write(work)
+        return await self.db.write_small(work)
 
     async def setattr(self, tenant_id: int, ino: int, mode: int | None = None, mtime: float | None = None,
                       atime: float | None = None) -> Inode:
@@ -596,7 +596,7 @@ class SqlMetadataStore:
             conn.execute("UPDATE inodes SET mode = ?, mtime = ?, atime = ?, ctime = ? WHERE tenant_id = ? AND ino = ?",
                          (inode.mode, inode.mtime, inode.atime, now, tenant_id, ino))
             return inode
-        return await self.db.write(work)
+        return await self.db.write_small(work)
 
     async def commit_content(self, tenant_id: int, parent: int, name: str, content: NewContent,
                              owner_id: int | None, mode: int | None, quota: Quota,
@@ -732,7 +732,7 @@ class SqlMetadataStore:
             conn.execute(f"INSERT INTO locks (tenant_id, {LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - only constant column lists are interpolated
                          (tenant_id, lock.token, lock.path, lock.depth, lock.scope, lock.owner, lock.user_id,
                           lock.principal, lock.timeout, lock.expire))
-        await self.db.write(work)
+        await self.db.write_small(work)
 
     async def get_lock(self, tenant_id: int, token: str) -> LockRecord | None:
         def work(conn: Conn) -> LockRecord | None:
@@ -747,13 +747,13 @@ class SqlMetadataStore:
             row = conn.execute(f"UPDATE locks SET timeout = ?, expire = ? WHERE tenant_id = ? AND token = ? "  # noqa: S608 - only constant column lists are interpolated
                                f"RETURNING {LOCK_COLUMNS}", (lifetime, expire, tenant_id, token)).fetchone()
             return LockRecord(*row) if row else None
-        return await self.db.write(work)
+        return await self.db.write_small(work)
 
     async def delete_lock(self, tenant_id: int, token: str) -> bool:
         def work(conn: Conn) -> bool:
             return conn.execute("DELETE FROM locks WHERE tenant_id = ? AND token = ?",
                                 (tenant_id, token)).rowcount > 0
-        return await self.db.write(work)
+        return await self.db.write_small(work)
 
     async def locks_near(self, tenant_id: int, path: str, below: bool) -> list[LockRecord]:
         """Live locks on ``path`` and each of its ancestors, and with ``below`` on everything under it."""
