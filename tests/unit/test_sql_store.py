@@ -756,6 +756,42 @@ class TestCommitContent:
         assert Usage(0, 0) == await md.usage(t.id, user.id)
 
 
+class TestNewEntryParent:
+    @pytest.mark.parametrize("make", ["commit", "mkdir", "symlink"])
+    async def test_a_parent_that_is_gone_or_a_file_is_refused_and_nothing_changes(self, md: SqlMetadataStore,
+                                                                                t: Tenant, make: str) -> None:
+        """A new entry in a directory removed meanwhile is ENOENT, in a file ENOTDIR; nothing is added."""
+        gone = await md.mkdir(t.id, t.root_ino, "gone", 0o755, None)
+        await md.rmdir(t.id, t.root_ino, "gone")
+        a_file = (await commit(md, t, t.root_ino, "f", 1)).inode
+
+        async def create(parent: int) -> object:
+            if make == "commit":
+                return await commit(md, t, parent, "x", 1)
+            if make == "mkdir":
+                return await md.mkdir(t.id, parent, "x", 0o755, None)
+            return await md.symlink(t.id, parent, "x", "target", None)
+        with pytest.raises(NotFound):
+            await create(gone.ino)
+        with pytest.raises(NotADirectory):
+            await create(a_file.ino)
+        assert (["f"], (await md.get_inode(t.id, a_file.ino))) == (
+            [name for name, _ in await md.list_dir(t.id, t.root_ino)], a_file)
+
+    async def test_a_new_file_touches_its_directory_a_replaced_one_does_not(self, md: SqlMetadataStore,
+                                                                           t: Tenant) -> None:
+        """Creating a file changes its directory's mtime and ctime; replacing one leaves them."""
+        d = await md.mkdir(t.id, t.root_ino, "d", 0o755, None)
+        await md.setattr(t.id, d.ino, mtime=1000.0)
+        await commit(md, t, d.ino, "f", 1)
+        after_create = await md.get_inode(t.id, d.ino)
+        await md.setattr(t.id, d.ino, mtime=2000.0)
+        await commit(md, t, d.ino, "f", 2)
+        after_replace = await md.get_inode(t.id, d.ino)
+        assert after_create is not None and after_replace is not None
+        assert (True, 2000.0) == (after_create.mtime > 1000.0, after_replace.mtime)
+
+
 class TestBlobs:
     async def test_mark_stale_pending(self, md: SqlMetadataStore, t: Tenant) -> None:
         """Pending blobs of an earlier run of this node (or too old) become garbage; the current run's stay."""

@@ -124,20 +124,35 @@ def _new_inode(conn: Conn, tenant_id: int, kind: str, mode: int, now: float, own
 
 
 def _add_entry(conn: Conn, tenant_id: int, parent: int, name: str, ino: int, now: float) -> None:
+    _insert_entry(conn, tenant_id, parent, name, ino)
+    _touch(conn, tenant_id, parent, now)
+
+
+def _insert_entry(conn: Conn, tenant_id: int, parent: int, name: str, ino: int) -> None:
     conn.execute("INSERT INTO entries (tenant_id, parent, name, ino) VALUES (?, ?, ?, ?)",
                  (tenant_id, parent, name, ino))
-    _touch(conn, tenant_id, parent, now)
+
+
+def _touch_dir(conn: Conn, tenant_id: int, ino: int, now: float) -> None:
+    """Touch a directory about to get a new entry; NotFound or NotADirectory if it is not one
+    (the check and the change in one statement: a new file's commit runs this on every upload)."""
+    row = conn.execute("UPDATE inodes SET mtime = ?, ctime = ? WHERE tenant_id = ? AND ino = ? AND kind = 'dir' "
+                       "RETURNING ino", (now, now, tenant_id, ino)).fetchone()
+    if row is None:
+        _require_dir(conn, tenant_id, ino)  # raises the right error
+        raise NotFound()
 
 
 def _create_entry(conn: Conn, tenant_id: int, parent: int, name: str, kind: str, mode: int, owner: int | None,
                   size: int = 0, target: str | None = None) -> Inode:
-    """A new directory or symbolic link named ``name`` in ``parent``, which must not have that name."""
-    _require_dir(conn, tenant_id, parent)
+    """A new directory or symbolic link named ``name`` in ``parent``, which must not have that name.
+    (An entry found means its parent is a directory: only a directory has entries.)"""
     if _lookup(conn, tenant_id, parent, name) is not None:
         raise AlreadyExists()
     now = time.time()
+    _touch_dir(conn, tenant_id, parent, now)
     made = _new_inode(conn, tenant_id, kind, mode, now, owner, size=size, target=target)
-    _add_entry(conn, tenant_id, parent, name, made.ino, now)
+    _insert_entry(conn, tenant_id, parent, name, made.ino)
     return made
 
 
@@ -622,9 +637,10 @@ class SqlMetadataStore:
         here, live at once (for ``blob_owner``).
         """
         def work(conn: Conn) -> CommitResult:
-            _require_dir(conn, tenant_id, parent)
             now = time.time()
             existing = _lookup(conn, tenant_id, parent, name)
+            if existing is None:  # the parent must still be a directory; the new entry changes its mtime
+                _touch_dir(conn, tenant_id, parent, now)
             if existing is not None and exclusive:
                 raise AlreadyExists()  # another exclusive create of this name committed first
             if existing is not None and existing.kind != "file":
@@ -659,7 +675,7 @@ class SqlMetadataStore:
                     conn.execute("UPDATE inodes SET atime = ? WHERE tenant_id = ? AND ino = ?",
                                  (atime, tenant_id, inode.ino))
                     inode.atime = atime
-                _add_entry(conn, tenant_id, parent, name, inode.ino, now)
+                _insert_entry(conn, tenant_id, parent, name, inode.ino)
                 _charge(conn, tenant_id, owner_id, content.size, 1)
                 return CommitResult(inode, True)
             if existing.owner_id == owner_id:
