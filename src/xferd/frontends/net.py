@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 
@@ -10,6 +11,7 @@ def plain_ip(address: str) -> str:
     return address[7:] if address.startswith("::ffff:") and "." in address else address
 
 
+@functools.lru_cache(maxsize=1024)  # asked per request (WebDAV); the same few addresses each time
 def is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(plain_ip(address).split("%")[0]).is_loopback

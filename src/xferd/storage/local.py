@@ -433,7 +433,7 @@ class LocalBlobWriter:
         try:
             if store.capabilities.publish_after_commit:
                 if store.fsync:
-                    _fsync_dir(store.tmp_dir)
+                    os.fsync(store.tmp_dir_fd)
                 return
             folder = store.place(self._tmp, self._tenant_id, self.blob_id)
             if store.fsync:
@@ -485,6 +485,8 @@ class LocalBlobStore:
         self._tmp.mkdir(parents=True, exist_ok=True)
         # Plain strings on the per-upload path: pathlib costs tens of microseconds per file.
         self.tmp_dir = str(self._tmp)
+        # Open for the store's life: every commit fsyncs .tmp (an open and a close fewer each).
+        self.tmp_dir_fd = os.open(self.tmp_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._root = str(root)
         self._lanes = [concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"xferd-blob{i}")
                        for i in range(lanes)]
@@ -604,3 +606,6 @@ class LocalBlobStore:
             lane.shutdown(wait=True)
         for lane in self._hash_lanes:
             lane.shutdown(wait=True)
+        if self.tmp_dir_fd >= 0:
+            os.close(self.tmp_dir_fd)
+            self.tmp_dir_fd = -1
