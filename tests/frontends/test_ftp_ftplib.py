@@ -9,6 +9,8 @@ import ftplib
 import hashlib
 import io
 import os
+import ssl
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -52,6 +54,29 @@ class TestTransfers:
         assert _put(client, "empty", b"").startswith("226")
         assert data == _get(client, "big.bin")
         assert b"" == _get(client, "empty")
+        client.quit()
+
+    @pytest.mark.parametrize("mode", ["explicit", "implicit"])
+    def test_a_slow_reader_gets_every_byte_over_tls(self, server: Daemon, user: str, mode: FtpMode) -> None:
+        """A TLS download to a client that reads slowly: the server's whole-slice TLS writes find
+        the socket full again and again and are retried with the same slice; the bytes arrive
+        intact and in order."""
+        client = ftp_login(server, user, mode=mode)
+        data = os.urandom(12 * 1024 * 1024 + 5)
+        assert _put(client, "big.bin", data).startswith("226")
+        out = io.BytesIO()
+        conn = client.transfercmd("RETR big.bin")
+        try:
+            while chunk := conn.recv(65536):
+                out.write(chunk)
+                if out.tell() < 4 * 1024 * 1024:
+                    time.sleep(0.002)  # the server's socket buffer fills while this reader naps
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()  # close_notify, as ftplib's retrbinary sends it
+        finally:
+            conn.close()
+        assert client.voidresp().startswith("226")
+        assert data == out.getvalue()
         client.quit()
 
     @pytest.mark.parametrize("mode", ["plain", "explicit"])

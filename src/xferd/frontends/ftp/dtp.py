@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 from OpenSSL import SSL
+from OpenSSL._util import lib as _openssl
 from pyftpdlib.exceptions import _FileReadWriteError, _RetryError
 from pyftpdlib.handlers.ftp.data import DTPHandler
 from pyftpdlib.handlers.ftp.dispatchers import ActiveDTP, PassiveDTP
@@ -179,12 +180,18 @@ class TlsDataChannel(SSLConnectionMixin, DataChannel):  # type: ignore[misc]
         super().__init__(sock, cmd_channel)
         if cmd_channel._prot:
             self.secure_connection(cmd_channel.ssl_context)
+            # Whole writes: one TLS write encrypts and sends a whole slice (1 MiB) in C, instead of
+            # returning after each 16 KiB record to this thread's Python (pyOpenSSL's default
+            # partial writes): FTPS downloads 766-854 MB/s against 555-793 on the dev daemon. A
+            # write the socket cannot take at once is retried with the same slice, which
+            # pyftpdlib does (the slice stays first in its queue until it is sent).
+            _openssl.SSL_clear_mode(self.socket._ssl, _openssl.SSL_MODE_ENABLE_PARTIAL_WRITE)
 
     def send(self, data: bytes | memoryview) -> int:
         """The mixin's send, minus its copy into bytes (pyOpenSSL writes from any buffer; copying
-        each 1 MiB slice again after every partial write held downloads to 314 MB/s), and record
-        after record until the socket is full: a TLS write takes one 16 KiB record, and a trip
-        through the poll loop for each one cost more than the encryption."""
+        each 1 MiB slice again after every partial write held downloads to 314 MB/s), and write
+        after write until the socket is full (over TLS one write takes the whole slice, see
+        ``__init__``; a plain socket takes what fits)."""
         view = memoryview(data)
         sent = 0
         while sent < len(view) and not self._closed:
