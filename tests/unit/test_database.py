@@ -83,6 +83,26 @@ class TestSubmitWrite:
         ran_in = await asyncio.wrap_future(mine)
         assert (True, True, [0, 2]) == (not_done, threading.get_ident() != ran_in, await numbers(db))
 
+    async def test_the_loop_never_waits_for_another_process_holding_the_write_lock(self, db: SqliteDatabase) -> None:
+        """With writes fast but SQLite's write lock held by another connection (another process, such
+        as the CLI), the loop's transaction goes to the database thread at once, which waits for the
+        lock and then commits it; the connection's busy timeout is back for that thread."""
+        db.write_budget.average = 0.0
+        other = sqlite3.connect(db.path, isolation_level=None, timeout=10.0)
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        mine = db.submit_write(insert(2))
+        returned_after = time.monotonic() - started
+        not_done = not mine.done()
+        await asyncio.sleep(0.2)  # the database thread is waiting for the lock meanwhile
+        still_waiting = not mine.done()
+        other.execute("COMMIT")
+        other.close()
+        ran_in = await asyncio.wrap_future(mine)
+        assert (True, True, True, [2]) == (not_done, still_waiting, threading.get_ident() != ran_in,
+                                          await numbers(db))
+        assert returned_after < 0.1
+
     async def test_a_slow_transaction_sends_the_next_ones_to_the_database_thread(self, db: SqliteDatabase) -> None:
         """Every write transaction is timed: after one that took long (a disk that got busy), the
         loop's next transaction goes to the database thread."""

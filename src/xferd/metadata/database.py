@@ -21,8 +21,9 @@ submitted earlier is still waiting (:meth:`Database.submit_write`), saving a hop
 the writing connection to one thread at a time. The event loop's thread does the same for an
 upload's commit and other transactions of a few statements (:meth:`Database.write_small`) while
 write transactions are fast (their running average under :data:`WRITE_INLINE_LIMIT`, see
-:mod:`xferd.inline`) and the lock is free that instant: it never waits for the lock, nor runs a
-transaction on a database whose commits take long.
+:mod:`xferd.inline`) and the lock is free that instant: it never waits for the lock, nor for
+SQLite's write lock held by another process (the CLI), nor runs a transaction on a database whose
+commits take long.
 
 SQL errors are translated here, at one boundary: a busy or broken database becomes
 :class:`~xferd.errors.StorageError`; the domain errors a function raises pass through.
@@ -50,6 +51,8 @@ log = structlog.get_logger("xferd.metadata")
 Work = Callable[[sqlite3.Connection], T]
 # A write transaction runs on the event loop's thread only while they take less than this on average.
 WRITE_INLINE_LIMIT = 300e-6
+# How long the database thread waits for SQLite's write lock when another process holds it.
+BUSY_TIMEOUT_MS = 10000
 
 
 class SqliteDatabase:
@@ -76,7 +79,7 @@ class SqliteDatabase:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._conn = conn
         self._thread_id = threading.get_ident()
         self._migrate(conn)
@@ -177,11 +180,13 @@ class SqliteDatabase:
         if threading.get_ident() != self._loop_thread:
             with self._lock:
                 if not self._waiting:
-                    return _done(self._run, work)
+                    return _done(self._run, work, begun=False)
         elif self.write_budget.allows() and not self._waiting and self._lock.acquire(blocking=False):
             try:
-                if not self._waiting:  # nothing was submitted before the lock was taken
-                    return _done(self._run, work)
+                # Nothing was submitted before the lock was taken, and no other process holds
+                # SQLite's write lock (the loop does not wait for it either).
+                if not self._waiting and self._begin_now():
+                    return _done(self._run, work, begun=True)
             finally:
                 self._lock.release()
         return self._to_thread(self._run, work, True)
@@ -208,8 +213,24 @@ class SqliteDatabase:
                 self._waiting -= 1
             return fn(*args)
 
-    def _run(self, work: Work[T], writing: bool) -> T:
-        """Run ``work`` on the writing connection; the caller holds the lock."""
+    def _begin_now(self) -> bool:
+        """Begin a write transaction if SQLite's write lock is free this instant (another process,
+        such as the CLI, may hold it); the caller holds the lock."""
+        conn = self._conn
+        if conn is None:
+            return False
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.Error:
+            return False  # the database thread will wait for it, or report the error
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def _run(self, work: Work[T], writing: bool, begun: bool = False) -> T:
+        """Run ``work`` on the writing connection; the caller holds the lock. ``begun``: the
+        write transaction was begun already (:meth:`_begin_now`)."""
         conn = self._conn
         if conn is None:
             raise StorageError("metadata database is closed")
@@ -217,7 +238,8 @@ class SqliteDatabase:
             if not writing:
                 return work(conn)
             with self.write_budget.timed():
-                conn.execute("BEGIN IMMEDIATE")
+                if not begun:
+                    conn.execute("BEGIN IMMEDIATE")
                 try:
                     result = work(conn)
                 except BaseException:
@@ -232,11 +254,11 @@ class SqliteDatabase:
             raise StorageError(f"metadata store failed: {exc}") from exc
 
 
-def _done(run: Callable[[Work[T], bool], T], work: Work[T]) -> concurrent.futures.Future[T]:
+def _done(run: Callable[..., T], work: Work[T], begun: bool) -> concurrent.futures.Future[T]:
     """``work``'s transaction, run now; its outcome as a done future."""
     done: concurrent.futures.Future[T] = concurrent.futures.Future()
     try:
-        done.set_result(run(work, True))
+        done.set_result(run(work, True, begun))
     except BaseException as exc:
         done.set_exception(exc)
     return done
