@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 
 from xferd.config import Config, default_config
 from xferd.daemon import open_metadata, open_storage
+from xferd.metadata.database import SqliteDatabase
 from xferd.metadata.models import Perm, Quota
 from xferd.metadata.sql import SqlMetadataStore
 from xferd.storage.local import LocalBlobStore
@@ -58,8 +59,22 @@ async def audit(md: SqlMetadataStore) -> AsyncIterator[AuditSink]:
     await sink.close()
 
 
+@pytest.fixture(params=["loop", "threads"])
+def commit_site(request: pytest.FixtureRequest, md: SqlMetadataStore, storage: LocalBlobStore) -> str:
+    """Where small commits and short metadata writes run, pinned, so that every VirtualFS test runs
+    both ways: on the event loop (as on fast storage) and in the blob lanes and the database thread
+    (as on slow storage). Without the pin, the running averages would decide during the test."""
+    limit = float("inf") if request.param == "loop" else 0.0
+    db = md.db
+    assert isinstance(db, SqliteDatabase)
+    for budget in (storage.commit_budget, db.write_budget):
+        budget.limit, budget.average = limit, 0.0
+    return str(request.param)
+
+
 @pytest.fixture
-def vfs(md: SqlMetadataStore, storage: LocalBlobStore, audit: AuditSink, config: Config) -> VirtualFS:
+def vfs(md: SqlMetadataStore, storage: LocalBlobStore, audit: AuditSink, config: Config,
+        commit_site: str) -> VirtualFS:
     return VirtualFS(md, storage, audit, OWNER, config.transfer)
 
 

@@ -31,6 +31,7 @@ from xferd.errors import (
     QuotaExceeded,
     Unsupported,
 )
+from xferd.metadata.database import SqliteDatabase
 from xferd.metadata.models import Perm, Quota
 from xferd.metadata.sql import SqlMetadataStore
 from xferd.storage.local import BATCH, LocalBlobStore
@@ -648,7 +649,7 @@ class TestCommitCancelled:
             return held  # ... but the waiter does not learn it before it is cancelled
 
         monkeypatch.setattr(md, "submit_commit_content", commit_then_hold)
-        storage.commit_budget.average = 1.0  # the commit runs in the blob's lane, not on this loop
+        storage.commit_budget.limit = 0.0  # the commit runs in the blob's lane, not on this loop
         upload = await vfs.open_write(alice, "f", CREATE)
         await upload.write(0, b"committed")
         closing = asyncio.create_task(upload.close())
@@ -664,11 +665,36 @@ class TestCommitCancelled:
         assert ([upload.writer.blob_id], b"committed", (1, 0), [], b"committed") == (
             in_tmp, before, moved, tmp_files(storage), await get(vfs, alice, "f"))
 
+    async def test_a_loop_commit_whose_transaction_waits_leaves_its_blob_when_cancelled(
+            self, vfs: VirtualFS, alice: Session, md: SqlMetadataStore, storage: LocalBlobStore) -> None:
+        """A small commit on the loop whose transaction had to queue behind the database thread's
+        work, cancelled while it waits: the blob stays in .tmp, the transaction still commits, reads
+        find the content there, and recovery moves it into place."""
+        storage.commit_budget.limit = float("inf")  # the blob's steps on this loop
+        db = md.db
+        assert isinstance(db, SqliteDatabase)
+        gate = threading.Event()
+        db._to_thread(gate.wait, 10)  # the database thread holds the connection: the transaction queues
+        upload = await vfs.open_write(alice, "f", CREATE)
+        await upload.write(0, b"committed")
+        closing = asyncio.create_task(upload.close())
+        await asyncio.sleep(0.05)
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        gate.set()
+        await db.read(lambda conn: None)  # the queued transaction has run
+        in_tmp = tmp_files(storage)
+        before = await get(vfs, alice, "f")
+        moved = storage.recover_temporary(await md.live_blobs(storage.temporary_ids()))
+        assert ([upload.writer.blob_id], b"committed", (1, 0), [], b"committed") == (
+            in_tmp, before, moved, tmp_files(storage), await get(vfs, alice, "f"))
+
     async def test_commit_cancelled_before_it_began_leaves_nothing(self, vfs: VirtualFS, alice: Session,
                                                                    storage: LocalBlobStore) -> None:
         """A commit cancelled while it still waits for its blob's thread never starts: no file, no
         temporary file, and the thread does not touch the blob afterwards."""
-        storage.commit_budget.average = 1.0  # the commit waits for the blob's lane
+        storage.commit_budget.limit = 0.0  # the commit waits for the blob's lane
         upload = await vfs.open_write(alice, "f", CREATE)
         await upload.write(0, b"never")
         gate = threading.Event()
