@@ -295,12 +295,13 @@ class Daemon:
 _USER_NUMBERS = itertools.count(1)
 
 
-def exit_with_port_taken(daemon: Daemon, port: int) -> int:
-    """Start ``daemon`` while something else listens on ``port``, and return its exit code."""
+def exit_with_port_taken(daemon: Daemon, port: int, env: dict[str, str] | None = None) -> int:
+    """Start ``daemon`` (with ``env`` added) while something else listens on ``port``, and return its
+    exit code."""
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", port))
         blocker.listen()
-        daemon.start(wait=False)
+        daemon.start(env=env, wait=False)
         assert daemon.proc is not None
         code = daemon.proc.wait(30)
     daemon.proc = None

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,13 +42,15 @@ class TestStartup:
 
     def test_webdav_port_in_use_is_a_clear_failure(self, tmp_path: Path) -> None:
         """When the WebDAV port is taken, serve exits non-zero, names that port, and leaves its
-        private socket directory behind nowhere."""
-        daemon = Daemon(tmp_path)
-        before = set(Path(tempfile.gettempdir()).glob("xferd-webdav-*"))
-        code = exit_with_port_taken(daemon, daemon.dav_port)
-        assert (True, True, set()) == (
+        private socket directory behind nowhere (it is made under TMPDIR, here the test's own)."""
+        (tmp_path / "daemon").mkdir()
+        daemon = Daemon(tmp_path / "daemon")
+        private_tmp = tmp_path / "tmp"
+        private_tmp.mkdir()
+        code = exit_with_port_taken(daemon, daemon.dav_port, env={"TMPDIR": str(private_tmp)})
+        assert (True, True, []) == (
             code != 0, f"cannot listen for WebDAV on port {daemon.dav_port}" in daemon.log_path.read_text(),
-            set(Path(tempfile.gettempdir()).glob("xferd-webdav-*")) - before)
+            list(private_tmp.iterdir()))
 
     def test_bad_config_key_stops_serve(self, tmp_path: Path) -> None:
         """serve refuses a config with an unknown key and names it."""

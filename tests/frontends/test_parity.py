@@ -12,9 +12,12 @@ import ftplib
 import io
 import itertools
 import os
+import shutil
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
@@ -275,16 +278,25 @@ PAIRS = list(itertools.permutations(SIDES, 2))
 USERS = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """One daemon for the scenarios; each test works as a user of its own, in an empty home."""
-    daemon = Daemon(tmp_path_factory.mktemp("parity"))
+@pytest.fixture(scope="module", params=["disk", "tmpfs"])
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon for the scenarios; each test works as a user of its own, in an empty home. Once
+    with its data on disk, once on tmpfs, where fsyncs cost next to nothing and small commits and
+    metadata changes soon run on the event loop instead of in their threads (xferd.inline)."""
+    memory = Path("/dev/shm")
+    if request.param == "tmpfs" and memory.is_dir():
+        root = Path(tempfile.mkdtemp(prefix="xferd-parity-", dir=memory))
+    else:
+        root = tmp_path_factory.mktemp("parity")
+    daemon = Daemon(root)
     daemon.start()
     try:
         yield daemon
     finally:
         if daemon.proc is not None:
             daemon.stop()
+        if request.param == "tmpfs":
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=PAIRS, ids=[f"{w}-writes-{r}-reads" for w, r in PAIRS])
