@@ -632,6 +632,16 @@ class TestQuota:
                                        [b for b, state in (await md.blob_states()).items() if state == "pending"])
 
 
+async def _close_cancelled(upload: Any) -> None:
+    """Start closing ``upload``, let the commit get stuck where the test made it wait, then cancel
+    the wait."""
+    closing = asyncio.create_task(upload.close())
+    await asyncio.sleep(0.05)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+
+
 class TestCommitCancelled:
     async def test_blob_of_a_cancelled_commit_stays_until_the_store_decides(
             self, vfs: VirtualFS, alice: Session, md: SqlMetadataStore, storage: LocalBlobStore,
@@ -677,11 +687,7 @@ class TestCommitCancelled:
         db._to_thread(gate.wait, 10)  # the database thread holds the connection: the transaction queues
         upload = await vfs.open_write(alice, "f", CREATE)
         await upload.write(0, b"committed")
-        closing = asyncio.create_task(upload.close())
-        await asyncio.sleep(0.05)
-        closing.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await closing
+        await _close_cancelled(upload)
         gate.set()
         await db.read(lambda conn: None)  # the queued transaction has run
         in_tmp = tmp_files(storage)
@@ -700,11 +706,7 @@ class TestCommitCancelled:
         gate = threading.Event()
         lane = upload.writer._lane  # type: ignore[attr-defined]
         lane.submit(gate.wait)  # the lane is busy with something else
-        closing = asyncio.create_task(upload.close())
-        await asyncio.sleep(0.05)
-        closing.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await closing
+        await _close_cancelled(upload)
         gate.set()
         await asyncio.wrap_future(lane.submit(lambda: None))  # the lane has run what was queued
         with pytest.raises(NotFound):
