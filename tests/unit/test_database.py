@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from xferd.metadata.database import SqliteDatabase
+from xferd.metadata.database import CHECKPOINT_EVERY, SqliteDatabase
 
 
 @pytest.fixture
@@ -196,3 +196,26 @@ class TestWriteSmall:
         with pytest.raises(FileExistsError):
             await db.write_small(failing)
         assert [] == await numbers(db)
+
+
+class TestCheckpoints:
+    async def test_the_database_thread_checkpoints_and_commits_never_do(self, db: SqliteDatabase,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+        """SQLite's automatic checkpoint is off on the writing connection; after every
+        CHECKPOINT_EVERY commits, from the loop or elsewhere, the database thread checkpoints the
+        WAL, and the WAL does not grow past what those commits wrote."""
+        db.write_budget.limit, db.write_budget.average = float("inf"), 0.0  # commits on the loop
+        ran_in: list[int] = []
+        real = db._checkpoint
+
+        def checkpoint() -> None:
+            ran_in.append(threading.get_ident())
+            real()
+        monkeypatch.setattr(db, "_checkpoint", checkpoint)
+        for n in range(3 * CHECKPOINT_EVERY + 1):
+            await db.write_small(insert(n))
+        await db.read(lambda conn: None)  # what was queued has run
+        automatic = await db.read(lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+        wal = db.path.with_name(db.path.name + "-wal").stat().st_size
+        assert (0, 3, {False}) == (automatic, len(ran_in), {t == threading.get_ident() for t in ran_in})
+        assert wal < 2 * CHECKPOINT_EVERY * 2 * 4200  # about two pages per commit, restarted at each checkpoint

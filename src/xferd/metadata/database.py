@@ -53,6 +53,11 @@ Work = Callable[[sqlite3.Connection], T]
 WRITE_INLINE_LIMIT = 300e-6
 # How long the database thread waits for SQLite's write lock when another process holds it.
 BUSY_TIMEOUT_MS = 10000
+# The WAL is copied back into the database (a checkpoint) by the database thread after this many
+# commits, never by the committing thread: SQLite's automatic checkpoint (every 1000 pages) would
+# run inside whichever COMMIT crossed the mark, on the event loop too, and it writes megabytes and
+# fsyncs the database file.
+CHECKPOINT_EVERY = 64  # about the 1000 pages of SQLite's own default, at some 14 pages per new file
 
 
 class SqliteDatabase:
@@ -72,6 +77,7 @@ class SqliteDatabase:
         self._reader: sqlite3.Connection | None = None
         self._thread_id: int | None = None
         self.write_budget = InlineBudget(WRITE_INLINE_LIMIT)
+        self._commits = 0  # since the last checkpoint was queued
 
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +86,7 @@ class SqliteDatabase:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the database thread checkpoints (_checkpoint)
         self._conn = conn
         self._thread_id = threading.get_ident()
         self._migrate(conn)
@@ -246,12 +253,35 @@ class SqliteDatabase:
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
+            self._commits += 1
+            if self._commits >= CHECKPOINT_EVERY:
+                self._commits = 0
+                self._queue_checkpoint()
             return result
         except XferdError:
             raise
         except sqlite3.Error as exc:
             log.error("metadata.failed", error=str(exc), error_type=type(exc).__name__)
             raise StorageError(f"metadata store failed: {exc}") from exc
+
+
+    def _queue_checkpoint(self) -> None:
+        try:
+            self._to_thread(self._checkpoint)
+        except RuntimeError:  # closing: the last connection's close checkpoints anyway
+            with self._waiting_lock:
+                self._waiting -= 1
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL back into the database as far as readers allow (PASSIVE: it waits for
+        nobody); in the database thread, under the lock."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # the WAL only grows meanwhile; the next one tries again
+            log.warning("metadata.checkpoint_failed", error=str(exc))
 
 
 def _done(run: Callable[..., T], work: Work[T], begun: bool) -> concurrent.futures.Future[T]:
