@@ -219,3 +219,13 @@ class TestCheckpoints:
         wal = db.path.with_name(db.path.name + "-wal").stat().st_size
         assert (0, 3, {False}) == (automatic, len(ran_in), {t == threading.get_ident() for t in ran_in})
         assert wal < 2 * CHECKPOINT_EVERY * 2 * 4200  # about two pages per commit, restarted at each checkpoint
+
+    async def test_work_refused_after_close_leaves_nothing_waiting(self, tmp_path: Path) -> None:
+        """Work submitted after close is refused, and counts as waiting for nothing (a checkpoint
+        queued by the last commits of a closing daemon is dropped this way)."""
+        database = SqliteDatabase(tmp_path / "closed.db")
+        await database.open()
+        await database.close()
+        with pytest.raises(RuntimeError):
+            database._to_thread(lambda: None)
+        assert 0 == database._waiting

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -187,13 +188,13 @@ class SqliteDatabase:
         if threading.get_ident() != self._loop_thread:
             with self._lock:
                 if not self._waiting:
-                    return _done(self._run, work, begun=False)
+                    return self._run_now(work, begun=False)
         elif self.write_budget.allows() and not self._waiting and self._lock.acquire(blocking=False):
             try:
                 # Nothing was submitted before the lock was taken, and no other process holds
                 # SQLite's write lock (the loop does not wait for it either).
                 if not self._waiting and self._begin_now():
-                    return _done(self._run, work, begun=True)
+                    return self._run_now(work, begun=True)
             finally:
                 self._lock.release()
         return self._to_thread(self._run, work, True)
@@ -212,7 +213,12 @@ class SqliteDatabase:
     def _to_thread(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         with self._waiting_lock:
             self._waiting += 1
-        return self._executor.submit(self._locked, fn, *args)
+        try:
+            return self._executor.submit(self._locked, fn, *args)
+        except BaseException:  # not submitted (the executor is shut down): nothing waits after all
+            with self._waiting_lock:
+                self._waiting -= 1
+            raise
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
@@ -264,13 +270,18 @@ class SqliteDatabase:
             log.error("metadata.failed", error=str(exc), error_type=type(exc).__name__)
             raise StorageError(f"metadata store failed: {exc}") from exc
 
+    def _run_now(self, work: Work[T], begun: bool) -> concurrent.futures.Future[T]:
+        """``work``'s write transaction, run in this thread now; its outcome as a done future."""
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            done.set_result(self._run(work, True, begun))
+        except BaseException as exc:
+            done.set_exception(exc)
+        return done
 
     def _queue_checkpoint(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # closing: the last connection's close checkpoints
             self._to_thread(self._checkpoint)
-        except RuntimeError:  # closing: the last connection's close checkpoints anyway
-            with self._waiting_lock:
-                self._waiting -= 1
 
     def _checkpoint(self) -> None:
         """Copy the WAL back into the database as far as readers allow (PASSIVE: it waits for
@@ -282,13 +293,3 @@ class SqliteDatabase:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:  # the WAL only grows meanwhile; the next one tries again
             log.warning("metadata.checkpoint_failed", error=str(exc))
-
-
-def _done(run: Callable[..., T], work: Work[T], begun: bool) -> concurrent.futures.Future[T]:
-    """``work``'s transaction, run now; its outcome as a done future."""
-    done: concurrent.futures.Future[T] = concurrent.futures.Future()
-    try:
-        done.set_result(run(work, True, begun))
-    except BaseException as exc:
-        done.set_exception(exc)
-    return done
