@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -75,6 +76,40 @@ class TestCall:
             await _in_thread(lambda: bridge.call(stall, timeout=0.1))
         assert 5 == info.value.errno
         await asyncio.wait_for(cancelled.wait(), 5)
+
+    async def test_a_call_that_never_suspends_runs_without_a_task(self, bridge: Bridge) -> None:
+        """A call that finishes without waiting runs at once in the loop's callback (no Task, no
+        extra loop iteration); one that waits is continued by a Task."""
+        async def quick() -> bool:
+            return asyncio.current_task() is None
+
+        async def waits() -> bool:
+            await asyncio.sleep(0)
+            return asyncio.current_task() is None
+
+        assert (True, False) == (await _in_thread(bridge.call, quick), await _in_thread(bridge.call, waits))
+
+    async def test_a_call_given_up_before_it_began_never_runs(self, bridge: Bridge) -> None:
+        """A call that timed out while the loop was busy elsewhere does not run afterwards."""
+        ran: list[str] = []
+        busy = threading.Event()
+
+        async def record() -> None:
+            ran.append("ran")
+
+        def hold_the_loop() -> None:
+            busy.set()
+            time.sleep(0.5)
+
+        def from_thread() -> None:
+            busy.wait(5)
+            with pytest.raises(StorageError):
+                bridge.call(record, timeout=0.05)
+
+        asyncio.get_running_loop().call_soon(hold_the_loop)
+        await _in_thread(from_thread)
+        await asyncio.sleep(0.05)
+        assert [] == ran
 
     async def test_session_log_context_is_bound(self, bridge: Bridge) -> None:
         """Log lines made during a call carry the session's fields, on the loop side too."""

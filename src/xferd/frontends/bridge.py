@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import Awaitable, Callable
+import contextvars
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import structlog
 
+from xferd import eager
 from xferd.errors import StorageError, errno_name
 from xferd.vfs.session import Session
 
@@ -66,8 +68,14 @@ class Bridge:
         self._refuse_loop_thread()
         session = session or _find_session(args)
         fields = session.fields if session is not None else None
-        future = asyncio.run_coroutine_threadsafe(_awaited(fn, args, fields), self.loop)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
         future.xferd_fields = fields  # type: ignore[attr-defined]
+        coro = _awaited(fn, args, fields)
+        try:
+            self.loop.call_soon_threadsafe(_start, self.loop, future, coro)
+        except RuntimeError:  # the loop is closed
+            coro.close()
+            raise
         return future
 
     def result(self, future: concurrent.futures.Future[T], timeout: float | None = None) -> T:
@@ -177,6 +185,33 @@ class HopUpload:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             self.bridge.result(pending)
+
+
+def _start(loop: asyncio.AbstractEventLoop, future: concurrent.futures.Future[T],
+           coro: Coroutine[Any, Any, T]) -> None:
+    """On the loop: run a call at once (:mod:`xferd.eager`), and settle ``future`` as soon as it ends.
+    A call the caller gave up on (cancelled ``future``) before it began never runs; one that has
+    begun is cancelled with it."""
+    if future.cancelled():
+        coro.close()
+        return
+    outcome = eager.start(loop, coro, contextvars.copy_context())
+    if outcome.done():
+        _settle(future, outcome)
+        return
+    outcome.add_done_callback(lambda done: _settle(future, done))
+    future.add_done_callback(lambda f: f.cancelled() and loop.call_soon_threadsafe(outcome.cancel))
+
+
+def _settle(future: concurrent.futures.Future[T], outcome: asyncio.Future[T]) -> None:
+    if outcome.cancelled():
+        future.cancel()
+    elif future.set_running_or_notify_cancel():  # False: the caller gave up (and was told so)
+        exc = outcome.exception()
+        if exc is None:
+            future.set_result(outcome.result())
+        else:
+            future.set_exception(exc)
 
 
 async def _awaited(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], fields: dict[str, str] | None) -> T:
