@@ -275,7 +275,9 @@ class Daemon:
                 if all(record.get(k) == v for k, v in fields.items()):
                     return record
             time.sleep(0.05)
-        raise AssertionError(f"no {name} event with {fields} in the daemon log")
+        # The log's end, to tell a missing line from a different one when this fails.
+        tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
+        raise AssertionError(f"no {name} event with {fields} in the daemon log; its last lines:\n{tail}")
 
     def wait_text(self, text: str, timeout: float = 10.0) -> str:
         """The daemon's output once it contains ``text``."""
