@@ -23,10 +23,11 @@ T = TypeVar("T")
 
 
 def start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T],
-          context: contextvars.Context) -> asyncio.Future[T]:
-    """Run ``coro`` in ``context`` until it finishes or first suspends; on the loop's thread."""
+          context: contextvars.Context, entered: bool = False) -> asyncio.Future[T]:
+    """Run ``coro`` in ``context`` until it finishes or first suspends; on the loop's thread.
+    ``entered``: the caller runs in ``context`` already (a context cannot be entered twice)."""
     try:
-        yielded = context.run(coro.send, None)
+        yielded = coro.send(None) if entered else context.run(coro.send, None)
     except StopIteration as stop:
         done: asyncio.Future[T] = loop.create_future()
         done.set_result(stop.value)

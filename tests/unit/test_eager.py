@@ -134,3 +134,21 @@ class TestStart:
         coro = interrupted()
         with pytest.raises(KeyboardInterrupt):
             eager.start(asyncio.get_running_loop(), coro, contextvars.copy_context())
+
+    async def test_from_inside_the_context_it_is_not_entered_again(self) -> None:
+        """A caller already running in the context (a context cannot be entered twice) passes
+        entered=True: the first half runs right there, the Task continues in that same context."""
+        context = contextvars.copy_context()
+        seen: list[str] = []
+
+        async def uses_var() -> None:
+            seen.append(VAR.get())
+            await asyncio.sleep(0)
+            seen.append(VAR.get())
+
+        def inside() -> asyncio.Future[None]:
+            VAR.set("inside")
+            return eager.start(asyncio.get_running_loop(), uses_var(), context, entered=True)
+
+        await context.run(inside)
+        assert ["inside", "inside"] == seen

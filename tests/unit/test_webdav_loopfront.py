@@ -276,6 +276,17 @@ class TestHandOver:
         assert (200, b"pipelined") == (status, body)
         assert (await client.response())[0] == 207
 
+    async def test_many_pipelined_puts_are_answered_in_order(self, vfs: VirtualFS, md: SqlMetadataStore,
+                                                             client: Client) -> None:
+        """Hundreds of small PUTs sent in one write (more than the interpreter's recursion limit
+        would allow answers to nest) are each answered, in order, and each stored."""
+        count = 300
+        await client.send(b"".join(put_bytes(f"/pipe-{i}.txt", f"body {i}".encode()) for i in range(count)))
+        statuses = [(await client.response())[0] for _ in range(count)]
+        assert [201] * count == statuses
+        assert [b"body 0", b"body 299"] == [await content(vfs, md, "/pipe-0.txt"),
+                                            await content(vfs, md, "/pipe-299.txt")]
+
     async def test_declined_put_is_answered_by_wsgidav(self, frontend: WebdavFrontend, client: Client,
                                                        logs: list[dict[str, Any]]) -> None:
         """A PUT into a missing collection is declined on the loop and answered 409 by wsgidav, once."""

@@ -35,6 +35,7 @@ from urllib.parse import unquote_to_bytes
 
 import structlog
 
+from xferd import eager
 from xferd.frontends.net import plain_ip
 from xferd.frontends.webdav import fastput
 from xferd.frontends.webdav.app import Frontend, is_apple_metadata, tls_required
@@ -193,7 +194,8 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[Any, ...] = ("", 0)
         self.remote = ""
-        self.task: asyncio.Task[None] | None = None  # the request being answered
+        self.task: asyncio.Future[None] | None = None  # the request being answered
+        self.starting = False  # an answer is running at once (see _start)
         self.paused = False
         self.drained: asyncio.Future[None] | None = None
         self.last_active = time.monotonic()
@@ -253,8 +255,9 @@ class HttpConnection(asyncio.Protocol):
 
     # -- requests ----------------------------------------------------------------------------------
 
-    def _next(self) -> None:
-        """Look at the buffer: answer a complete plain PUT, hand anything else over, or wait."""
+    def _next(self, inside: bool = False) -> None:
+        """Look at the buffer: answer a complete plain PUT, hand anything else over, or wait.
+        ``inside``: called from an answer (see :meth:`_start`)."""
         if self.transport is None or self.front.closing:
             return
         request = self.pending
@@ -274,7 +277,23 @@ class HttpConnection(asyncio.Protocol):
             self.pending = request  # its body is still coming: data_received calls again
             return
         self.pending = None
-        self.task = self.front.loop.create_task(self._answer(request), context=self.context)
+        self._start(request, inside)
+
+    def _start(self, request: Request, inside: bool) -> None:
+        """Answer ``request`` at once, up to its first wait (:mod:`xferd.eager`; a small PUT on fast
+        storage never waits). The next request of a pipeline, found by an answer that is itself
+        running at once, goes to a Task instead, so answers never nest deeper than that.
+        ``inside``: called from an answer, which runs in the connection's context already."""
+        if self.starting:
+            self.task = self.front.loop.create_task(self._answer(request), context=self.context)
+            return
+        self.starting = True
+        try:
+            answer = eager.start(self.front.loop, self._answer(request), self.context, entered=inside)
+        finally:
+            self.starting = False
+        if not answer.done():
+            self.task = answer
 
     def _allowed(self, request: Request) -> bool:
         """What WebdavApp refuses before a PUT (plain HTTP from afar, Finder files when refused) it
@@ -306,7 +325,7 @@ class HttpConnection(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
         if self.buf:
-            self._next()
+            self._next(inside=True)
         if self.eof and self.task is None:
             self.transport.close()
 
