@@ -13,7 +13,7 @@ The rules, each learnt the hard way:
 - a call from the loop's own thread is refused (it would wait for itself);
 - work that must block (closing a server, joining its threads) runs in the bridge's own
   executor, never the loop's default one, which auth and storage use (sharing it deadlocked);
-- the log context of the session a call acts for is bound in the task that runs it on the loop,
+- the log context of the session a call acts for is bound in the context it runs in on the loop,
   so every log line of that call carries tenant, user and session id (and so does the thread's
   line when the call times out). Binding it in the calling thread too would cost a tenth of a
   small call, for lines the frontends already bind themselves.
@@ -215,7 +215,7 @@ def _settle(future: concurrent.futures.Future[T], outcome: asyncio.Future[T]) ->
 
 
 async def _awaited(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], fields: dict[str, str] | None) -> T:
-    if fields:  # the task runs in its own copy of the context: nothing to unbind afterwards
+    if fields:  # each call runs in its own copy of the context: nothing to unbind afterwards
         structlog.contextvars.bind_contextvars(**fields)
     return await fn(*args)
 
