@@ -27,7 +27,10 @@ def configure(config: LogConfig, stream: TextIO | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[config.level]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per line, newline included (print() makes two): the standard library's handler
+        # below writes to the same stream from other threads, under a lock of its own, and could
+        # otherwise land between a line and its newline, breaking the JSON of both.
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     # asyncssh logs through the standard library: keep its warnings, in the same stream.
