@@ -15,9 +15,7 @@ The life of an upload::
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from xferd.errors import NotFound, PermissionDenied, QuotaExceeded, StorageError, errno_name
@@ -83,18 +81,15 @@ class Upload:
         with self._changing(size):
             await self.writer.truncate(size)
 
-    @contextlib.contextmanager
-    def _changing(self, end: int) -> Iterator[None]:
+    def _changing(self, end: int) -> _Change:
         """Around a change that makes the content ``end`` bytes long (or keeps it shorter): refuse
         growth past the quota allowance, and remember a failure so that close() aborts."""
         self.changed = True
-        try:
-            if self.allowance is not None and end > self.writer.size and end > self.allowance:
-                raise QuotaExceeded(path=self.path)
-            yield
-        except OSError as exc:
+        if self.allowance is not None and end > self.writer.size and end > self.allowance:
+            exc = QuotaExceeded(path=self.path)
             self.failed = self.failed or exc
-            raise
+            raise exc
+        return _Change(self)
 
     def set_times(self, mtime: float | None, atime: float | None) -> None:
         """Times to give the file when it commits (a client preserving timestamps sets them first)."""
@@ -251,3 +246,19 @@ class Download:
     def attrs(self) -> Inode:
         return self.inode
 
+
+
+class _Change:
+    """The context of :meth:`Upload._changing`: a failed change is remembered, so close() aborts."""
+
+    __slots__ = ("upload",)
+
+    def __init__(self, upload: Upload) -> None:
+        self.upload = upload
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, OSError):
+            self.upload.failed = self.upload.failed or exc
