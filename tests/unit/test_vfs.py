@@ -29,6 +29,7 @@ from xferd.errors import (
     NotFound,
     PermissionDenied,
     QuotaExceeded,
+    StorageError,
     Unsupported,
 )
 from xferd.metadata.database import SqliteDatabase
@@ -38,6 +39,7 @@ from xferd.storage.local import BATCH, LocalBlobStore
 from xferd.vfs.audit import AuditSink
 from xferd.vfs.filesystem import OpenMode, SetAttrs, VirtualFS
 from xferd.vfs.session import Session
+from xferd.vfs.transfers import Download
 
 from .conftest import MakeSession
 from .support import CREATE, OWNER, FaultyStore, events, get, put, tmp_files, write_all
@@ -500,6 +502,61 @@ class TestContent:
         await upload.close()
         await download.close()
         assert ((2, False), (0, True)) == (during, (len(vfs.open_transfers), vfs.transfers_idle.is_set()))
+
+
+class TestReadWhole:
+    """read_whole: a small file's content in one call (a WebDAV GET answered on the loop)."""
+
+    async def test_small_file_with_its_etag(self, vfs: VirtualFS, alice: Session, logs: Logs) -> None:
+        """The content and its stored SHA-256 come back, and the download is audited."""
+        await put(vfs, alice, "f", b"small")
+        found = await vfs.read_whole(alice, "f", 100)
+        assert found is not None
+        inode, data, etag = found
+        assert (b"small", sha256(b"small"), 5) == (data, etag, inode.size)
+        assert [("/f", "ok", 5)] == [(e["path"], e["outcome"], e["bytes"]) for e in events(logs, "fs.download")]
+        assert set() == vfs.open_transfers
+
+    async def test_empty_file(self, vfs: VirtualFS, alice: Session) -> None:
+        """An empty file (no blob) is read as empty, with the SHA-256 of nothing."""
+        await (await vfs.open_write(alice, "e", CREATE)).close()
+        found = await vfs.read_whole(alice, "e", 100)
+        assert found is not None
+        assert (b"", sha256(b"")) == found[1:]
+
+    async def test_a_file_up_to_the_limit(self, vfs: VirtualFS, alice: Session) -> None:
+        """A file of exactly the limit is read; one byte more is declined."""
+        await put(vfs, alice, "f", b"12345")
+        assert (await vfs.read_whole(alice, "f", 5), await vfs.read_whole(alice, "f", 4)) == (
+            (await vfs.stat(alice, "f"), b"12345", sha256(b"12345")), None)
+
+    async def test_what_it_declines_leaves_no_trace(self, vfs: VirtualFS, alice: Session,
+                                                    make_session: MakeSession, logs: Logs) -> None:
+        """A missing path, a missing parent, a directory, a file over the limit, or a reader without
+        the download permission: None, and no audit event (the full path answers and audits)."""
+        await put(vfs, alice, "f", b"12345")
+        await vfs.mkdir(alice, "d")
+        blind = await make_session("blind", home="/alice", perms=Perm.all() & ~Perm.DOWNLOAD)
+        logs.clear()
+        got = [await vfs.read_whole(alice, "missing", 10), await vfs.read_whole(alice, "nodir/x", 10),
+               await vfs.read_whole(alice, "d", 10), await vfs.read_whole(alice, "f", 4),
+               await vfs.read_whole(blind, "f", 10)]
+        assert [None] * 5 == got
+        assert [] == [e for e in logs if str(e.get("event", "")).startswith("fs.")]
+
+    async def test_a_read_error_is_audited_and_raised(self, vfs: VirtualFS, alice: Session, logs: Logs,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+        """Once open, a failing read is the download's failure: raised, and audited as such."""
+        await put(vfs, alice, "f", b"12345")
+
+        async def broken(self: Any, offset: int, size: int) -> bytes:
+            raise StorageError("disk gone")
+
+        monkeypatch.setattr(Download, "read", broken)
+        with pytest.raises(StorageError):
+            await vfs.read_whole(alice, "f", 10)
+        assert ["EIO"] == [e["outcome"] for e in events(logs, "fs.download")]
+        assert set() == vfs.open_transfers
 
 
 class TestChecksumAndSpace:

@@ -134,7 +134,7 @@ async def content(vfs: VirtualFS, md: SqlMetadataStore, path: str) -> bytes:
 
 
 class TestParse:
-    """The parser accepts only plain PUTs, and leaves anything unusual to cheroot."""
+    """The parser accepts only plain PUTs and GETs, and leaves anything unusual to cheroot."""
 
     def parsed(self, data: bytes) -> Any:
         return parse(data, data.find(b"\r\n\r\n"), BLOCK)
@@ -152,8 +152,26 @@ class TestParse:
         """Conditions, ranges, encodings, odd expectations, a second length: cheroot's."""
         assert self.parsed(put_bytes("/f", b"1234", extra)) is None
 
+    def test_plain_get(self) -> None:
+        """A GET with a host and Basic credentials, and no body, is taken."""
+        request = self.parsed(request_bytes("GET", "/caf%C3%A9").replace(b"Content-Length: 0\r\n", b""))
+        assert request is not None
+        assert (b"GET", "/café", 0) == (request.method, request.path, request.length)
+
+    @pytest.mark.parametrize("extra", ["Range: bytes=0-1", "If-None-Match: \"x\"", "If-Modified-Since: x",
+                                       "If-Range: \"x\"", "Transfer-Encoding: chunked"])
+    def test_gets_that_are_not_plain(self, extra: str) -> None:
+        """A GET with a range, a condition or a body encoding is cheroot's."""
+        assert self.parsed(request_bytes("GET", "/f", extra)) is None
+
+    def test_get_with_a_body(self) -> None:
+        """A GET that carries a body is cheroot's."""
+        assert self.parsed(request_bytes("GET", "/f", body=b"xyz")) is None
+
     @pytest.mark.parametrize("data", [
-        b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n",  # no credentials
+        b"DELETE /f HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YTpi\r\n\r\n",
+        b"HEAD /f HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YTpi\r\n\r\n",
         b"PUT /f HTTP/1.0\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
         b"PUT /f HTTP/1.1\r\nContent-Length: 0\r\nAuthorization: Basic YTpi\r\n\r\n",  # no Host
         b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",  # no credentials
@@ -187,6 +205,30 @@ class TestOnTheLoop:
         assert (await client.response())[0] == 204
         assert (2, 0) == (loop_front(frontend).answered, loop_front(frontend).handed)
         assert b"again" == await content(vfs, md, "/f.txt")
+
+    async def test_get_is_answered_on_the_loop(self, frontend: WebdavFrontend, client: Client,
+                                               logs: list[dict[str, Any]]) -> None:
+        """A plain GET of a small file gets its bytes with the sendfile path's headers (ETag, type,
+        dates), with no hand-over; the download is audited."""
+        body = b"<p>read on the loop</p>"
+        await client.send(put_bytes("/page.html", body))
+        assert (await client.response())[0] == 201
+        await client.send(request_bytes("GET", "/page.html"))
+        status, headers, got = await client.response()
+        assert (200, body, f'"{hashlib.sha256(body).hexdigest()}"', "text/html", "bytes") == (
+            status, got, headers["etag"], headers["content-type"], headers["accept-ranges"])
+        assert {"last-modified", "date"} <= set(headers)
+        assert (2, 0) == (loop_front(frontend).answered, loop_front(frontend).handed)
+        assert [("/page.html", "ok", len(body))] == [(e["path"], e["outcome"], e["bytes"])
+                                                      for e in events(logs, "fs.download")]
+
+    async def test_get_of_an_empty_file(self, client: Client) -> None:
+        """An empty file is 200 with no body and the SHA-256 of nothing as ETag."""
+        await client.send(put_bytes("/empty", b""))
+        assert (await client.response())[0] == 201
+        await client.send(request_bytes("GET", "/empty"))
+        status, headers, got = await client.response()
+        assert (200, b"", f'"{hashlib.sha256(b"").hexdigest()}"') == (status, got, headers["etag"])
 
     async def test_log_fields_follow_the_session_of_each_request(self, frontend: WebdavFrontend,
                                                                  client: Client) -> None:
@@ -286,6 +328,33 @@ class TestHandOver:
         assert [201] * count == statuses
         assert [b"body 0", b"body 299"] == [await content(vfs, md, "/pipe-0.txt"),
                                             await content(vfs, md, "/pipe-299.txt")]
+
+    @pytest.mark.parametrize(("path", "extra", "status"), [
+        ("/nothing.txt", (), 404),            # missing: wsgidav answers and audits
+        ("/dir", (), 403),                    # a collection: wsgidav's answer (no listing without "/")
+        ("/big.bin", (), 200),                # over one hop: cheroot's sendfile path
+        ("/small.txt", ("Range: bytes=1-2",), 206),
+    ])
+    async def test_gets_the_loop_leaves_to_cheroot(self, frontend: WebdavFrontend, client: Client,
+                                                   path: str, extra: tuple[str, ...], status: int) -> None:
+        """A GET of something else than a small file, or with a range, is answered by cheroot."""
+        await client.send(put_bytes("/small.txt", b"small"))
+        assert (await client.response())[0] == 201
+        await client.send(request_bytes("MKCOL", "/dir"))
+        assert (await client.response())[0] == 201
+        await asyncio.sleep(0.1)  # back on the loop
+        big = bytes(range(256)) * (2 * BLOCK // 256)
+        await client.send(put_bytes("/big.bin", big))
+        assert (await client.response())[0] == 201
+        await asyncio.sleep(0.1)
+        before = loop_front(frontend).handed
+        await client.send(request_bytes("GET", path, *extra))
+        got_status, _, body = await client.response()
+        assert (status, before + 1) == (got_status, loop_front(frontend).handed)
+        if path == "/big.bin":
+            assert big == body
+        if status == 206:
+            assert b"ma" == body
 
     async def test_declined_put_is_answered_by_wsgidav(self, frontend: WebdavFrontend, client: Client,
                                                        logs: list[dict[str, Any]]) -> None:

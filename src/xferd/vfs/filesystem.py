@@ -432,6 +432,39 @@ class VirtualFS:
         reader = await self.storage.open(s.tenant.id, inode.blob_id) if inode.blob_id else None
         return Download(self, s, r.real, inode, reader)
 
+    async def read_whole(self, s: Session, path: str | bytes, limit: int) -> tuple[Inode, bytes, str] | None:
+        """The whole content of the file at ``path`` if it has at most ``limit`` bytes (a small
+        WebDAV GET, answered on the event loop), with its stored SHA-256 (the ETag).
+
+        None, and no trace, when the plain case does not hold: no such file, a directory, a file
+        over ``limit``, or no permission. The caller then takes its full path, which answers and
+        audits as usual. Once the file is open, the outcome is the download's (``fs.download``).
+        """
+        try:
+            r = await self._resolve(s, path, True, target=True)
+        except OSError:
+            return None
+        inode = r.inode
+        if inode is None or inode.kind != "file" or inode.size > limit \
+                or not s.policy.allows(paths.tenant_path(s.user.home, r.real), Perm.DOWNLOAD):
+            return None
+        etag = EMPTY_SUMS.sha256
+        reader = None
+        if inode.blob_id:
+            etag = (await self.md.blob_etags(s.tenant.id, [inode.blob_id])).get(inode.blob_id, etag)
+            try:
+                reader = await self.storage.open(s.tenant.id, inode.blob_id)
+            except OSError:
+                return None  # the full path meets the same error, and audits it
+        download = Download(self, s, r.real, inode, reader)
+        try:
+            data = await download.read(0, inode.size)
+        except BaseException as exc:
+            await download.close(errno_name(exc) if isinstance(exc, OSError) else "failed")
+            raise
+        await download.close("ok")
+        return inode, data, etag
+
     @audited("fs.open_write", failures_only=True)
     async def open_write(self, s: Session, path: str | bytes, mode: OpenMode, perm_bits: int | None = None) -> Upload:
         """Start an upload; nobody sees its content until :meth:`Upload.close` commits it."""

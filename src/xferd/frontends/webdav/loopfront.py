@@ -41,7 +41,7 @@ from xferd.frontends.webdav import fastput
 from xferd.frontends.webdav.app import Frontend, is_apple_metadata, tls_required
 from xferd.frontends.webdav.handover import HandBackServer, primed_makefile
 from xferd.frontends.webdav.logins import basic_credentials
-from xferd.frontends.webdav.propfind import http_date
+from xferd.frontends.webdav.propfind import content_type, http_date
 from xferd.frontends.webdav.provider import status_of
 from xferd.vfs.session import Session
 
@@ -54,12 +54,13 @@ NOT_PLAIN = frozenset({key[5:].replace("_", "-").lower().encode() for key in fas
 
 
 class Request:
-    """A parsed request head that this module may answer (a plain PUT)."""
+    """A parsed request head that this module may answer (a plain PUT or GET)."""
 
-    __slots__ = ("close", "continue_", "credentials", "head_end", "length", "path")
+    __slots__ = ("close", "continue_", "credentials", "head_end", "length", "method", "path")
 
     def __init__(self, path: str, length: int, credentials: tuple[str, str], close: bool, continue_: bool,
-                 head_end: int) -> None:
+                 head_end: int, method: bytes = b"PUT") -> None:
+        self.method = method
         self.path = path
         self.length = length
         self.credentials = credentials
@@ -73,13 +74,14 @@ class Request:
 
 
 def parse(buf: bytes | bytearray, end: int, block_size: int) -> Request | None:
-    """The plain PUT whose head is ``buf[:end]`` (``end`` at its blank line), or None when cheroot
-    should answer. Anything unusual is cheroot's: this parser only has to be right about the
-    requests it accepts."""
+    """The plain PUT or GET whose head is ``buf[:end]`` (``end`` at its blank line), or None when
+    cheroot should answer. Anything unusual is cheroot's: this parser only has to be right about
+    the requests it accepts. A GET has no body and no conditions or range."""
     lines = bytes(buf[:end]).split(b"\r\n")
     parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[0] != b"PUT" or parts[2] != b"HTTP/1.1":
+    if len(parts) != 3 or parts[0] not in (b"PUT", b"GET") or parts[2] != b"HTTP/1.1":
         return None
+    method = parts[0]
     headers: dict[bytes, bytes] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
@@ -89,8 +91,8 @@ def parse(buf: bytes | bytearray, end: int, block_size: int) -> Request | None:
         if name in headers or name in NOT_PLAIN:
             return None
         headers[name] = value.strip()
-    length_text = headers.get(b"content-length", b"")
-    if not length_text.isdigit() or b"host" not in headers:
+    length_text = headers.get(b"content-length", b"" if method == b"PUT" else b"0")
+    if not length_text.isdigit() or b"host" not in headers or (method == b"GET" and int(length_text)):
         return None
     expect = headers.get(b"expect", b"").lower()
     if expect not in (b"", b"100-continue"):
@@ -110,7 +112,7 @@ def parse(buf: bytes | bytearray, end: int, block_size: int) -> Request | None:
     if credentials is None or path.endswith("/") or ".." in path.split("/"):
         return None
     close = headers.get(b"connection", b"").lower() == b"close"
-    return Request(path, length, credentials, close, expect == b"100-continue", end + 4)
+    return Request(path, length, credentials, close, expect == b"100-continue", end + 4, method)
 
 
 class LoopFront:
@@ -305,9 +307,9 @@ class HttpConnection(asyncio.Protocol):
     async def _answer(self, request: Request) -> None:
         body = bytes(self.buf[request.head_end:request.end])
         try:
-            handled = await self._put(request, body)
+            handled = await (self._put(request, body) if request.method == b"PUT" else self._get(request))
         except Exception:
-            log.exception("internal_error", op="webdav.put", path=request.path)
+            log.exception("internal_error", op=f"webdav.{request.method.decode().lower()}", path=request.path)
             self._respond(500, b"Internal server error.\n")
             request.close, handled = True, True
         self.task = None
@@ -329,18 +331,47 @@ class HttpConnection(asyncio.Protocol):
         if self.eof and self.task is None:
             self.transport.close()
 
-    async def _put(self, request: Request, body: bytes) -> bool:
-        """Answer the PUT; False when the VirtualFS declined it before anything changed."""
-        shared = self.front.shared
-        session = await shared.logins.login(request.credentials, self.remote)
+    async def _login(self, request: Request) -> Session | None:
+        """The request's session, bound to the log context; None after answering 401."""
+        session = await self.front.shared.logins.login(request.credentials, self.remote)
         if session is None:
             self._respond(401, b"Authentication required.\n",
                           ("WWW-Authenticate", f'Basic realm="{self.config.realm}", charset="UTF-8"'))
-            return True
+            return None
         if session is not self.bound:
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(**session.fields)
             self.bound = session
+        return session
+
+    async def _get(self, request: Request) -> bool:
+        """Answer the GET of a small file; False when it is not one (a directory, a larger file,
+        a refusal), to be answered by wsgidav. The headers are those of the sendfile path
+        (:mod:`.fastget`)."""
+        session = await self._login(request)
+        if session is None:
+            return True
+        try:
+            found = await self.front.shared.vfs.read_whole(session, request.path, self.config.block_size)
+        except OSError as exc:  # the file opened and could not be read: audited
+            self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
+            return True
+        if found is None:
+            return False
+        inode, data, etag = found
+        self.front.answered += 1
+        self._answer_with("200 OK", [
+            ("Content-Type", content_type(request.path)), ("Content-Length", str(len(data))),
+            ("ETag", f'"{etag}"'), ("Last-Modified", http_date(inode.mtime)), ("Accept-Ranges", "bytes"),
+            ("Date", http_date(time.time()))], data)
+        return True
+
+    async def _put(self, request: Request, body: bytes) -> bool:
+        """Answer the PUT; False when the VirtualFS declined it before anything changed."""
+        shared = self.front.shared
+        session = await self._login(request)
+        if session is None:
+            return True
         try:
             done = await shared.vfs.write_whole(session, request.path, body)
         except OSError as exc:  # the upload opened and failed: it is audited
