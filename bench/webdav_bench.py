@@ -8,6 +8,7 @@ driven by the same clients, so only the server differs:
   compared with the source). The time is curl's ``time_total - time_pretransfer``: the request and
   its response, without the TCP connect;
 - N x 4 KiB PUTs over one keep-alive connection (``http.client``, one request after the other);
+- N x 4 KiB GETs of those files, the same way (no goal; the first round compares each body);
 - a ``PROPFIND`` with ``Depth: 1`` and an empty body (allprop) of a collection of M entries, timed
   from sending the request to the last byte of the 207 response, on a connection that has already
   authenticated (with a Depth 0 PROPFIND). The entries are made beforehand, untimed: for nginx
@@ -67,7 +68,7 @@ MB = 1_000_000  # throughput is in decimal MB/s, as in the other benches
 SMALL_FILE_BYTES = 4096
 USER = "bench"
 PASSWORD = "bench password"  # noqa: S105 - a throwaway user on a loopback-only test server
-GROUPS = ("upload", "download", "small", "propfind")
+GROUPS = ("upload", "download", "small", "small_get", "propfind")
 XFERD, NGINX = "xferd", "nginx"
 SERVER_NAMES = (XFERD, NGINX)
 # group: (goal kind, goal), xferd/nginx in the same run; "max" is on time (lower is better).
@@ -450,6 +451,28 @@ class Bench:
         self.add("small", f"{len(bodies)} x 4 KiB PUTs, one connection", "files/s", server.name,
                  len(bodies) / seconds)
 
+    # --- N x 4 KiB GETs over one connection (the small PUTs' files; no goal)
+
+    def small_get(self, server: Server, round_no: int, bodies: Sequence[bytes], verify: bool) -> None:
+        folder = f"/small-{round_no}/"
+        conn = server.connection(120)
+        try:
+            request(conn, "OPTIONS", folder)  # untimed: opens and authenticates the connection
+            started = time.perf_counter()
+            for i, body in enumerate(bodies):
+                status, got = request(conn, "GET", f"{folder}f{i:05d}")
+                if status != 200 or (verify and got != body):
+                    raise BenchError(f"{server.name}: GET {folder}f{i:05d} answered {status} with "
+                                     f"{len(got)} bytes{'' if got == body else ' that differ from the PUT'}")
+            seconds = time.perf_counter() - started
+        except (OSError, http.client.HTTPException) as exc:
+            server.check_alive()
+            raise BenchError(f"{server.name}: small GETs failed: {exc!r}") from exc
+        finally:
+            conn.close()
+        self.add("small_get", f"{len(bodies)} x 4 KiB GETs, one connection", "files/s", server.name,
+                 len(bodies) / seconds)
+
     # --- PROPFIND Depth 1 of M entries
 
     def populate(self, server: Server) -> None:
@@ -638,7 +661,8 @@ def run(args: argparse.Namespace, work: Path, servers: list[Server]) -> tuple[Be
     source = None
     if "upload" in args.only or "download" in args.only:
         source = make_big_file(work / "big.bin", args.size_mib * MIB)
-    bodies = [os.urandom(SMALL_FILE_BYTES) for _ in range(args.files)] if "small" in args.only else []
+    bodies = ([os.urandom(SMALL_FILE_BYTES) for _ in range(args.files)]
+              if {"small", "small_get"} & set(args.only) else [])
     if "propfind" in args.only:
         for server in servers:
             print(f"  making {args.entries} entries on {server.name}", flush=True)
@@ -657,6 +681,10 @@ def run(args: argparse.Namespace, work: Path, servers: list[Server]) -> tuple[Be
                     bench.download(server, source, verify=round_no == 0)
                 elif group == "small":
                     bench.small(server, round_no, bodies)
+                elif group == "small_get":
+                    if "small" not in args.only:
+                        bench.small(server, round_no, bodies)  # something to read (also timed: see --only)
+                    bench.small_get(server, round_no, bodies, verify=round_no == 0)
                 else:
                     bench.propfind(server, check=round_no == 0)
                 server.check_alive()
