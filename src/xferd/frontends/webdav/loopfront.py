@@ -2,11 +2,13 @@
 
 Every connection of the plain listener starts here. A request this module can answer whole is
 answered on the loop, where the VirtualFS lives, with no thread hand-off: today that is a plain
-PUT of at most one hop (``block_size``), the many-small-files case, where cheroot's parsing and
-the bridge cost about as much as the upload itself. Its rules are :mod:`.fastput`'s: a
-``Content-Length`` body, no conditions, ranges, encodings or lock tokens, no ``Expect`` but
-``100-continue``, authenticated Basic credentials (:mod:`.logins`), and the VirtualFS declines any
-path under a lock.
+PUT of at most one hop (``block_size``) and a plain GET of a file of at most one hop, the
+many-small-files cases, where cheroot's parsing, the hand-over and the bridge cost more than the
+transfer itself. A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions,
+ranges, encodings or lock tokens, no ``Expect`` but ``100-continue``, authenticated Basic
+credentials (:mod:`.logins`), and the VirtualFS declines any path under a lock. A GET has no body,
+conditions or range, and answers with :mod:`.fastget`'s headers; the VirtualFS declines anything
+but a small file the user may read (:meth:`~xferd.vfs.filesystem.VirtualFS.read_whole`).
 
 Everything else, and everything this parser is not sure of, goes to cheroot with the bytes read
 so far (:meth:`LoopFront.hand_over`, :mod:`.handover`): the socket is given to one of its worker
