@@ -2,7 +2,7 @@
 
 Every connection of the plain listener starts here. A request this module can answer whole is
 answered on the loop, where the VirtualFS lives, with no thread hand-off: today that is a plain
-PUT of at most one hop (``block_size``) and a plain GET of a file of at most one hop, the
+PUT of at most one hop (``block_size``) and a plain GET of a file of at most 256 KiB, the
 many-small-files cases, where cheroot's parsing, the hand-over and the bridge cost more than the
 transfer itself. A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions,
 ranges, encodings or lock tokens, no ``Expect`` but ``100-continue``, authenticated Basic
@@ -50,6 +50,9 @@ from xferd.vfs.session import Session
 log = structlog.get_logger("xferd.webdav")
 
 HEAD_MAX = 64 * 1024  # a longer request head goes to cheroot, which has its own limits
+# A GET of a file up to this size (and block_size) is read and answered on the loop: a page-cache
+# read of it costs tens of microseconds. A larger file goes to cheroot, which sends it with sendfile.
+GET_ON_LOOP_MAX = 256 * 1024
 # fastput's headers for wsgidav (named as in a WSGI environ), and chunked bodies, which cheroot decodes.
 NOT_PLAIN = frozenset({key[5:].replace("_", "-").lower().encode() for key in fastput.NOT_PLAIN}
                       | {b"transfer-encoding"})
@@ -354,7 +357,8 @@ class HttpConnection(asyncio.Protocol):
         if session is None:
             return True
         try:
-            found = await self.front.shared.vfs.read_whole(session, request.path, self.config.block_size)
+            found = await self.front.shared.vfs.read_whole(session, request.path,
+                                                           min(self.config.block_size, GET_ON_LOOP_MAX))
         except OSError as exc:  # the file opened and could not be read: audited
             self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
             return True
