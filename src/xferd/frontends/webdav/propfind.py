@@ -24,7 +24,8 @@ from xml.sax.saxutils import escape
 
 from xferd.metadata.models import Inode, LockRecord
 from xferd.vfs import paths
-from xferd.vfs.filesystem import EMPTY_SUMS
+from xferd.vfs.filesystem import EMPTY_SUMS, Space, VirtualFS
+from xferd.vfs.session import Session
 
 DAV = "{DAV:}"
 REFUSE_INFINITY = (b'<?xml version="1.0" encoding="utf-8"?>\n'
@@ -52,8 +53,10 @@ def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
     wanted = _wanted(environ.get("xferd.xml"))
     if wanted is None:
         return None
+    frontend = environ["xferd.frontend"]
     try:
-        listing = Listing(environ, environ.get("PATH_INFO") or "/", depth == "1", wanted)
+        listing: Listing = frontend.bridge.call(Listing.load, frontend.vfs, environ["xferd.session"],
+                                                environ.get("PATH_INFO") or "/", depth == "1", wanted)
     except OSError:
         return None  # wsgidav answers the error (404, 403, ...) as RFC 4918 wants
     start_response("207 Multi-Status", [("Content-Type", 'application/xml; charset="utf-8"')])
@@ -79,37 +82,46 @@ def _wanted(root: Any) -> list[str] | None:
 
 
 class Listing:
-    def __init__(self, environ: dict[str, Any], path: str, members: bool, wanted: list[str]) -> None:
-        frontend = environ["xferd.frontend"]
-        self.session = environ["xferd.session"]
-        self.vfs = frontend.vfs
-        bridge = frontend.bridge
+    """What a PROPFIND answers about ``path`` (and with ``members`` its members), gathered by
+    :meth:`load` in one call on the event loop, then rendered wherever the answer is sent."""
+
+    def __init__(self, session: Session, path: str, wanted: list[str]) -> None:
+        self.session = session
         self.wanted = wanted
-        s = self.session
-        inode: Inode = bridge.call(self.vfs.stat, s, path)
         self.base = "/" + "/".join(paths.split(path))
-        self.entries: list[tuple[str, Inode]] = [(self.base, inode)]
+        self.entries: list[tuple[str, Inode]] = []
+        self.etags: dict[str, str] = {}
+        self.dead: dict[int, dict[str, str]] = {}
+        self.locks: list[LockRecord] = []
+        self.space: Space | None = None
+
+    @classmethod
+    async def load(cls, vfs: VirtualFS, s: Session, path: str, members: bool, wanted: list[str]) -> Listing:
+        """The target's stat, its members with their ETags, and the dead properties, locks and
+        quota asked for; an OSError (a missing target, no permission) is for wsgidav to answer."""
+        self = cls(s, path, wanted)
+        inode = await vfs.stat(s, path)
+        self.entries.append((self.base, inode))
         named = set(wanted)
         allprop = not wanted
         want_etags = allprop or f"{DAV}getetag" in named
-        self.etags: dict[str, str] = {}
         if members and inode.kind == "dir":
             # With the ETags: the listing and the stored SHA-256 sums in one query.
             if want_etags:
-                listing, self.etags = bridge.call(self.vfs.list_etags, s, path)
+                listing, self.etags = await vfs.list_etags(s, path)
             else:
-                listing = bridge.call(self.vfs.list, s, path)
+                listing = await vfs.list(s, path)
             prefix = self.base.rstrip("/") + "/"
             self.entries += [(prefix + name, child) for name, child in listing.entries if child.kind != "symlink"]
         elif want_etags and inode.blob_id:
-            self.etags = bridge.call(self.vfs.blob_etags, s, [inode.blob_id])
-        self.dead = bridge.call(self.vfs.dead_props, s, [i.ino for _, i in self.entries]) if (
-            allprop or any(not n.startswith(DAV) for n in named)) else {}
-        self.locks: list[LockRecord] = []
+            self.etags = await vfs.blob_etags(s, [inode.blob_id])
+        if allprop or any(not n.startswith(DAV) for n in named):
+            self.dead = await vfs.dead_props(s, [i.ino for _, i in self.entries])
         if allprop or f"{DAV}lockdiscovery" in named:
-            self.locks = bridge.call(self.vfs.locks, s, path, members)
-        self.space = bridge.call(self.vfs.space, s) if (
-            f"{DAV}quota-available-bytes" in named or f"{DAV}quota-used-bytes" in named) else None
+            self.locks = await vfs.locks(s, path, members)
+        if f"{DAV}quota-available-bytes" in named or f"{DAV}quota-used-bytes" in named:
+            self.space = await vfs.space(s)
+        return self
 
     def render(self) -> Iterator[bytes]:
         parts: list[str] = ['<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">']
