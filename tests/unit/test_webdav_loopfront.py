@@ -62,6 +62,15 @@ def loop_front(frontend: WebdavFrontend) -> LoopFront:
     return frontend.front
 
 
+async def back_on_the_loop(frontend: WebdavFrontend, adopted: int) -> int:
+    """Wait until cheroot has given a connection back (once it found it idle); the new count."""
+    for _ in range(200):
+        if loop_front(frontend).adopted > adopted:
+            return loop_front(frontend).adopted
+        await asyncio.sleep(0.02)
+    raise AssertionError("cheroot did not give the connection back")
+
+
 def auth(user: str = "alice", password: str = PASSWORD) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -102,6 +111,19 @@ class Client:
         length = int(headers.get("content-length", "0"))
         body = b"" if head_only else await asyncio.wait_for(self.reader.readexactly(length), 10)
         return int(lines[0].split()[1]), headers, body
+
+    async def response_chunked(self) -> tuple[int, dict[str, str], bytes]:
+        """The next response, its body by Content-Length or in chunks."""
+        status, headers, _ = await self.response(head_only=True)
+        if "content-length" in headers:
+            return status, headers, await asyncio.wait_for(self.reader.readexactly(int(headers["content-length"])), 10)
+        parts = []
+        while True:
+            size = int((await asyncio.wait_for(self.reader.readuntil(b"\r\n"), 10)).strip(), 16)
+            chunk = await asyncio.wait_for(self.reader.readexactly(size + 2), 10)
+            if not size:
+                return status, headers, b"".join(parts)
+            parts.append(chunk[:-2])
 
     async def closed(self) -> bool:
         """Whether the server closed the connection (within a few seconds)."""
@@ -168,6 +190,24 @@ class TestParse:
         """A GET that carries a body is cheroot's."""
         assert self.parsed(request_bytes("GET", "/f", body=b"xyz")) is None
 
+    def test_propfind_depth_0(self) -> None:
+        """A PROPFIND with Depth 0 and a body within max_xml_bytes is taken, a collection's path too."""
+        data = request_bytes("PROPFIND", "/d/", "Depth: 0", body=b"<x/>")
+        request = parse(data, data.find(b"\r\n\r\n"), BLOCK, 100)
+        assert request is not None
+        assert (b"PROPFIND", "/d/", 4) == (request.method, request.path, request.length)
+
+    @pytest.mark.parametrize("extra", [(), ("Depth: 1",), ("Depth: infinity",), ("Depth: 0", "If: (<urn:x>)")])
+    def test_propfinds_left_to_cheroot(self, extra: tuple[str, ...]) -> None:
+        """Without Depth 0 (a listing, or the default infinity), or with a condition: cheroot's."""
+        data = request_bytes("PROPFIND", "/d/", *extra)
+        assert parse(data, data.find(b"\r\n\r\n"), BLOCK, 100) is None
+
+    def test_propfind_body_over_the_xml_limit(self) -> None:
+        """A body over max_xml_bytes is cheroot's (it answers 413)."""
+        data = request_bytes("PROPFIND", "/f", "Depth: 0", body=b"x" * 101)
+        assert parse(data, data.find(b"\r\n\r\n"), BLOCK, 100) is None
+
     @pytest.mark.parametrize("data", [
         b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n",  # no credentials
         b"DELETE /f HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YTpi\r\n\r\n",
@@ -229,6 +269,33 @@ class TestOnTheLoop:
         await client.send(request_bytes("GET", "/empty"))
         status, headers, got = await client.response()
         assert (200, b"", f'"{hashlib.sha256(b"").hexdigest()}"') == (status, got, headers["etag"])
+
+    async def test_propfind_depth_0_is_answered_on_the_loop(self, frontend: WebdavFrontend,
+                                                            client: Client) -> None:
+        """A client's stat (PROPFIND Depth 0, allprop or named properties, of a file or a
+        collection) is answered on the loop with the body cheroot gives the same request."""
+        await client.send(put_bytes("/s.txt", b"stat me"))
+        assert (await client.response())[0] == 201
+        adopted = loop_front(frontend).adopted
+        await client.send(request_bytes("MKCOL", "/col"))
+        assert (await client.response())[0] == 201
+        adopted = await back_on_the_loop(frontend, adopted)
+        named = (b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:Z="urn:z"><D:prop>'
+                 b"<D:getcontentlength/><D:getetag/><D:resourcetype/><Z:nothing/></D:prop></D:propfind>")
+        answers = []
+        for path, body in (("/s.txt", b""), ("/s.txt", named), ("/col/", b""), ("/col/", named)):
+            handed = loop_front(frontend).handed
+            await client.send(request_bytes("PROPFIND", path, "Depth: 0", body=body))
+            status, _, got = await client.response()
+            assert (207, handed) == (status, loop_front(frontend).handed)
+            answers.append(got)
+            # The same request with a query is cheroot's (which ignores the query): the same answer.
+            await client.send(request_bytes("PROPFIND", path + "?via=cheroot", "Depth: 0", body=body))
+            status, _, theirs = await client.response_chunked()
+            assert (207, handed + 1, got) == (status, loop_front(frontend).handed, theirs)
+            adopted = await back_on_the_loop(frontend, adopted)
+        assert b'<D:getetag>"' + hashlib.sha256(b"stat me").hexdigest().encode() in answers[0]
+        assert b"<D:collection/>" in answers[2] and b"404 Not Found" in answers[3]
 
     async def test_log_fields_follow_the_session_of_each_request(self, frontend: WebdavFrontend,
                                                                  client: Client) -> None:
@@ -355,6 +422,22 @@ class TestHandOver:
             assert big == body
         if status == 206:
             assert b"ma" == body
+
+    @pytest.mark.parametrize(("path", "body", "status"), [
+        ("/gone.txt", b"", 404),
+        ("/f.txt", b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "x">]><D:propfind xmlns:D="DAV:"/>', 400),
+        ("/f.txt", b"<D:propfind xmlns:D='DAV:'><D:propname/></D:propfind>", 207),
+        ("/f.txt", b"<not xml", 400),
+    ])
+    async def test_propfinds_the_loop_leaves_to_wsgidav(self, frontend: WebdavFrontend, client: Client,
+                                                        path: str, body: bytes, status: int) -> None:
+        """A missing target, a body with a document type or that does not parse, propname: handed
+        over, and answered by wsgidav."""
+        await client.send(put_bytes("/f.txt", b"x"))
+        assert (await client.response())[0] == 201
+        before = loop_front(frontend).handed
+        await client.send(request_bytes("PROPFIND", path, "Depth: 0", body=body))
+        assert (status, before + 1) == ((await client.response())[0], loop_front(frontend).handed)
 
     async def test_declined_put_is_answered_by_wsgidav(self, frontend: WebdavFrontend, client: Client,
                                                        logs: list[dict[str, Any]]) -> None:

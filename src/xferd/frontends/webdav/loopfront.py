@@ -36,10 +36,11 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import structlog
+from lxml import etree
 
 from xferd import eager
 from xferd.frontends.net import plain_ip
-from xferd.frontends.webdav import fastput
+from xferd.frontends.webdav import fastput, propfind
 from xferd.frontends.webdav.app import Frontend, is_apple_metadata, tls_required
 from xferd.frontends.webdav.handover import HandBackServer, primed_makefile
 from xferd.frontends.webdav.logins import basic_credentials
@@ -53,6 +54,8 @@ HEAD_MAX = 64 * 1024  # a longer request head goes to cheroot, which has its own
 # A GET of a file up to this size (and block_size) is read and answered on the loop: a page-cache
 # read of it costs tens of microseconds. A larger file goes to cheroot, which sends it with sendfile.
 GET_ON_LOOP_MAX = 256 * 1024
+# The loop's own parser (as WebdavApp's: no entities resolved, no DTD, no network, no huge trees).
+_XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 # fastput's headers for wsgidav (named as in a WSGI environ), and chunked bodies, which cheroot decodes.
 NOT_PLAIN = frozenset({key[5:].replace("_", "-").lower().encode() for key in fastput.NOT_PLAIN}
                       | {b"transfer-encoding"})
@@ -78,13 +81,14 @@ class Request:
         return self.head_end + self.length
 
 
-def parse(buf: bytes | bytearray, end: int, block_size: int) -> Request | None:
-    """The plain PUT or GET whose head is ``buf[:end]`` (``end`` at its blank line), or None when
-    cheroot should answer. Anything unusual is cheroot's: this parser only has to be right about
-    the requests it accepts. A GET has no body and no conditions or range."""
+def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0) -> Request | None:
+    """The plain PUT, GET or PROPFIND whose head is ``buf[:end]`` (``end`` at its blank line), or
+    None when cheroot should answer. Anything unusual is cheroot's: this parser only has to be right
+    about the requests it accepts. A GET has no body and no conditions or range; a PROPFIND has
+    ``Depth: 0`` and a body of at most ``xml_limit`` bytes (its XML is looked at later)."""
     lines = bytes(buf[:end]).split(b"\r\n")
     parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[0] not in (b"PUT", b"GET") or parts[2] != b"HTTP/1.1":
+    if len(parts) != 3 or parts[0] not in (b"PUT", b"GET", b"PROPFIND") or parts[2] != b"HTTP/1.1":
         return None
     method = parts[0]
     headers: dict[bytes, bytes] = {}
@@ -98,6 +102,8 @@ def parse(buf: bytes | bytearray, end: int, block_size: int) -> Request | None:
         headers[name] = value.strip()
     length_text = headers.get(b"content-length", b"" if method == b"PUT" else b"0")
     if not length_text.isdigit() or b"host" not in headers or (method == b"GET" and int(length_text)):
+        return None
+    if method == b"PROPFIND" and (headers.get(b"depth") != b"0" or int(length_text) > xml_limit):
         return None
     expect = headers.get(b"expect", b"").lower()
     if expect not in (b"", b"100-continue"):
@@ -114,7 +120,7 @@ def parse(buf: bytes | bytearray, end: int, block_size: int) -> Request | None:
         credentials = basic_credentials(headers.get(b"authorization", b"").decode("latin-1"))
     except UnicodeDecodeError:
         return None
-    if credentials is None or path.endswith("/") or ".." in path.split("/"):
+    if credentials is None or (path.endswith("/") and method != b"PROPFIND") or ".." in path.split("/"):
         return None
     close = headers.get(b"connection", b"").lower() == b"close"
     return Request(path, length, credentials, close, expect == b"100-continue", end + 4, method)
@@ -274,7 +280,7 @@ class HttpConnection(asyncio.Protocol):
                 if len(self.buf) > HEAD_MAX:
                     self._hand_over()
                 return
-            request = parse(self.buf, end, self.config.block_size)
+            request = parse(self.buf, end, self.config.block_size, self.config.max_xml_bytes)
             if request is None or not self._allowed(request):
                 self._hand_over()
                 return
@@ -312,7 +318,8 @@ class HttpConnection(asyncio.Protocol):
     async def _answer(self, request: Request) -> None:
         body = bytes(self.buf[request.head_end:request.end])
         try:
-            handled = await (self._put(request, body) if request.method == b"PUT" else self._get(request))
+            handled = await (self._put(request, body) if request.method == b"PUT" else
+                             self._get(request) if request.method == b"GET" else self._propfind(request, body))
         except Exception:
             log.exception("internal_error", op=f"webdav.{request.method.decode().lower()}", path=request.path)
             self._respond(500, b"Internal server error.\n")
@@ -370,6 +377,39 @@ class HttpConnection(asyncio.Protocol):
             ("Content-Type", content_type(request.path)), ("Content-Length", str(len(data))),
             ("ETag", f'"{etag}"'), ("Last-Modified", http_date(inode.mtime)), ("Accept-Ranges", "bytes"),
             ("Date", http_date(time.time()))], data)
+        return True
+
+    async def _propfind(self, request: Request, body: bytes) -> bool:
+        """Answer a PROPFIND of depth 0 (a client's stat) as :mod:`.propfind` does; False for
+        anything it leaves to wsgidav (an XML body with a document type or that does not parse,
+        ``propname``, a missing target, no permission), which answers and audits it."""
+        root = None
+        if body.strip():
+            upper = body.upper()
+            if b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:
+                return False
+            try:
+                root = etree.fromstring(body, parser=_XML_PARSER)
+            except etree.XMLSyntaxError:
+                return False
+            info = root.getroottree().docinfo
+            if info.doctype or info.internalDTD is not None:
+                return False
+        wanted = propfind.wanted(root)
+        if wanted is None:
+            return False
+        session = await self._login(request)
+        if session is None:
+            return True
+        try:
+            listing = await propfind.Listing.load(self.front.shared.vfs, session, request.path, False, wanted)
+        except OSError:
+            return False
+        answer = b"".join(listing.render())
+        self.front.answered += 1
+        self._answer_with("207 Multi-Status", [
+            ("Content-Type", 'application/xml; charset="utf-8"'), ("Content-Length", str(len(answer))),
+            ("Date", http_date(time.time()))], answer)
         return True
 
     async def _put(self, request: Request, body: bytes) -> bool:

@@ -50,20 +50,20 @@ def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
         return [REFUSE_INFINITY]
     if depth not in ("0", "1"):
         return None
-    wanted = _wanted(environ.get("xferd.xml"))
-    if wanted is None:
+    names = wanted(environ.get("xferd.xml"))
+    if names is None:
         return None
     frontend = environ["xferd.frontend"]
     try:
         listing: Listing = frontend.bridge.call(Listing.load, frontend.vfs, environ["xferd.session"],
-                                                environ.get("PATH_INFO") or "/", depth == "1", wanted)
+                                                environ.get("PATH_INFO") or "/", depth == "1", names)
     except OSError:
         return None  # wsgidav answers the error (404, 403, ...) as RFC 4918 wants
     start_response("207 Multi-Status", [("Content-Type", 'application/xml; charset="utf-8"')])
     return listing.render()
 
 
-def _wanted(root: Any) -> list[str] | None:
+def wanted(root: Any) -> list[str] | None:
     """Clark names asked for; [] for allprop; None for what wsgidav should answer."""
     if root is None:
         return []
