@@ -2,13 +2,17 @@
 
 Every connection of the plain listener starts here. A request this module can answer whole is
 answered on the loop, where the VirtualFS lives, with no thread hand-off: today that is a plain
-PUT of at most one hop (``block_size``) and a plain GET of a file of at most 256 KiB, the
-many-small-files cases, where cheroot's parsing, the hand-over and the bridge cost more than the
-transfer itself. A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions,
+PUT of at most one hop (``block_size``), a plain GET of a file of at most 256 KiB and a PROPFIND of
+depth 0 (a client's stat), the many-small-files cases, where cheroot's parsing, the hand-over and
+the bridge cost more than the work itself. A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions,
 ranges, encodings or lock tokens, no ``Expect`` but ``100-continue``, authenticated Basic
 credentials (:mod:`.logins`), and the VirtualFS declines any path under a lock. A GET has no body,
 conditions or range, and answers with :mod:`.fastget`'s headers; the VirtualFS declines anything
-but a small file the user may read (:meth:`~xferd.vfs.filesystem.VirtualFS.read_whole`).
+but a small file the user may read (:meth:`~xferd.vfs.filesystem.VirtualFS.read_whole`). A
+PROPFIND has ``Depth: 0``, a body of at most ``max_xml_bytes`` that parses without a document type
+(or none), and asks for ``allprop`` or named properties; :mod:`.propfind` gathers and renders the
+answer, and everything it leaves to wsgidav (``propname``, a missing target, no permission) is
+handed over.
 
 Everything else, and everything this parser is not sure of, goes to cheroot with the bytes read
 so far (:meth:`LoopFront.hand_over`, :mod:`.handover`): the socket is given to one of its worker

@@ -1,10 +1,12 @@
 """PROPFIND of depth 0 and 1, answered without wsgidav.
 
 wsgidav builds a resource object per member and asks for each property separately (about 195 us
-per entry: 2 s for 10,000 entries). Here a listing costs four calls, whatever its size: the
-target's stat, the directory listing with attributes, the dead properties of all members, and
-their ETags (the stored SHA-256 sums); the locks below the directory come in one more. The response is
-streamed in pieces of about 64 KiB as it is built.
+per entry: 2 s for 10,000 entries). Here a listing costs a few queries, whatever its size, all in
+one call on the event loop (:meth:`Listing.load`): the target's stat, the directory listing with
+attributes and ETags (the stored SHA-256 sums), the dead properties of all members, the locks at
+and below the target, the quota when asked for. The response is streamed in pieces of about
+64 KiB as it is built. The loop's plain-HTTP listener answers depth 0 with the same two parts
+(:mod:`.loopfront`).
 
 Handled here: ``allprop`` (also an empty body) and ``prop`` with any names, live or dead. Anything
 else (``propname``, ``include``) and every error (a missing target, no permission) goes to wsgidav,
