@@ -23,7 +23,7 @@ from tests.support import free_port
 from xferd.auth import Authenticator, hash_password
 from xferd.config import Config
 from xferd.frontends.bridge import Bridge
-from xferd.frontends.webdav.loopfront import HEAD_MAX, LoopFront, parse
+from xferd.frontends.webdav.loopfront import HEAD_MAX, XML_ON_LOOP_MAX, LoopFront, parse
 from xferd.frontends.webdav.server import WebdavFrontend
 from xferd.metadata.models import Perm, Quota
 from xferd.metadata.sql import SqlMetadataStore
@@ -422,6 +422,20 @@ class TestHandOver:
             assert big == body
         if status == 206:
             assert b"ma" == body
+
+    async def test_a_large_propfind_body_is_parsed_by_cheroot(self, frontend: WebdavFrontend,
+                                                              client: Client) -> None:
+        """A depth-0 PROPFIND whose body is over the loop's XML limit (clients send a few hundred
+        bytes) is parsed in a cheroot thread instead, and answered the same way."""
+        await client.send(put_bytes("/f.txt", b"x"))
+        assert (await client.response())[0] == 201
+        padding = b"<!--" + b"x" * XML_ON_LOOP_MAX + b"-->"
+        body = b'<D:propfind xmlns:D="DAV:">' + padding + b"<D:prop><D:getcontentlength/></D:prop></D:propfind>"
+        before = loop_front(frontend).handed
+        await client.send(request_bytes("PROPFIND", "/f.txt", "Depth: 0", body=body))
+        status, _, answer = await client.response_chunked()
+        assert (207, before + 1, True) == (status, loop_front(frontend).handed,
+                                           b"<D:getcontentlength>1</D:getcontentlength>" in answer)
 
     @pytest.mark.parametrize(("path", "body", "status"), [
         ("/gone.txt", b"", 404),

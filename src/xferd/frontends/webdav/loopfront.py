@@ -4,15 +4,16 @@ Every connection of the plain listener starts here. A request this module can an
 answered on the loop, where the VirtualFS lives, with no thread hand-off: today that is a plain
 PUT of at most one hop (``block_size``), a plain GET of a file of at most 256 KiB and a PROPFIND of
 depth 0 (a client's stat), the many-small-files cases, where cheroot's parsing, the hand-over and
-the bridge cost more than the work itself. A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions,
-ranges, encodings or lock tokens, no ``Expect`` but ``100-continue``, authenticated Basic
-credentials (:mod:`.logins`), and the VirtualFS declines any path under a lock. A GET has no body,
-conditions or range, and answers with :mod:`.fastget`'s headers; the VirtualFS declines anything
-but a small file the user may read (:meth:`~xferd.vfs.filesystem.VirtualFS.read_whole`). A
-PROPFIND has ``Depth: 0``, a body of at most ``max_xml_bytes`` that parses without a document type
-(or none), and asks for ``allprop`` or named properties; :mod:`.propfind` gathers and renders the
-answer, and everything it leaves to wsgidav (``propname``, a missing target, no permission) is
-handed over.
+the bridge cost more than the work itself.
+
+A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions, ranges, encodings
+or lock tokens, no ``Expect`` but ``100-continue``, authenticated Basic credentials
+(:mod:`.logins`), and the VirtualFS declines any path under a lock. A GET has no body, conditions
+or range, and answers with :mod:`.fastget`'s headers; the VirtualFS declines anything but a small
+file the user may read (:meth:`~xferd.vfs.filesystem.VirtualFS.read_whole`). A PROPFIND has
+``Depth: 0``, a body of at most 16 KiB that parses without a document type (or none), and asks for
+``allprop`` or named properties; :mod:`.propfind` gathers and renders the answer, and everything
+it leaves to wsgidav (``propname``, a missing target, no permission) is handed over.
 
 Everything else, and everything this parser is not sure of, goes to cheroot with the bytes read
 so far (:meth:`LoopFront.hand_over`, :mod:`.handover`): the socket is given to one of its worker
@@ -58,6 +59,9 @@ HEAD_MAX = 64 * 1024  # a longer request head goes to cheroot, which has its own
 # A GET of a file up to this size (and block_size) is read and answered on the loop: a page-cache
 # read of it costs tens of microseconds. A larger file goes to cheroot, which sends it with sendfile.
 GET_ON_LOOP_MAX = 256 * 1024
+# A PROPFIND body up to this size is parsed on the loop (clients send a few hundred bytes); a larger
+# one, up to webdav.max_xml_bytes, is parsed in a cheroot thread, so no request holds the loop long.
+XML_ON_LOOP_MAX = 16 * 1024
 # The loop's own parser (as WebdavApp's: no entities resolved, no DTD, no network, no huge trees).
 _XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 # fastput's headers for wsgidav (named as in a WSGI environ), and chunked bodies, which cheroot decodes.
@@ -284,7 +288,8 @@ class HttpConnection(asyncio.Protocol):
                 if len(self.buf) > HEAD_MAX:
                     self._hand_over()
                 return
-            request = parse(self.buf, end, self.config.block_size, self.config.max_xml_bytes)
+            xml_limit = min(self.config.max_xml_bytes, XML_ON_LOOP_MAX)
+            request = parse(self.buf, end, self.config.block_size, xml_limit)
             if request is None or not self._allowed(request):
                 self._hand_over()
                 return
