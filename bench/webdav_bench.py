@@ -426,10 +426,21 @@ class Bench:
 
     # --- N x 4 KiB PUTs over one connection
 
-    def small(self, server: Server, round_no: int, bodies: Sequence[bytes]) -> None:
-        folder = f"/small-{round_no}/"
+    @contextlib.contextmanager
+    def _connection(self, server: Server, what: str) -> Iterator[http.client.HTTPConnection]:
+        """A keep-alive connection to ``server``; a failure on it is a BenchError naming ``what``."""
         conn = server.connection(120)
         try:
+            yield conn
+        except (OSError, http.client.HTTPException) as exc:
+            server.check_alive()
+            raise BenchError(f"{server.name}: {what} failed: {exc!r}") from exc
+        finally:
+            conn.close()
+
+    def small(self, server: Server, round_no: int, bodies: Sequence[bytes]) -> None:
+        folder = f"/small-{round_no}/"
+        with self._connection(server, "small PUTs") as conn:
             status, text = request(conn, "MKCOL", folder)  # untimed; also opens and authenticates the connection
             if status != 201:
                 raise BenchError(f"{server.name}: MKCOL {folder} answered {status}: {text[:300]!r}")
@@ -442,11 +453,6 @@ class Bench:
                 if status not in (201, 204):
                     raise BenchError(f"{server.name}: PUT {folder}f{i:05d} answered {status}: {text[:300]!r}")
             seconds = time.perf_counter() - started
-        except (OSError, http.client.HTTPException) as exc:
-            server.check_alive()
-            raise BenchError(f"{server.name}: small PUTs failed: {exc!r}") from exc
-        finally:
-            conn.close()
         self.info.setdefault("small_reconnects", {}).setdefault(server.name, []).append(reconnects)
         self.add("small", f"{len(bodies)} x 4 KiB PUTs, one connection", "files/s", server.name,
                  len(bodies) / seconds)
@@ -455,8 +461,7 @@ class Bench:
 
     def small_get(self, server: Server, round_no: int, bodies: Sequence[bytes], verify: bool) -> None:
         folder = f"/small-{round_no}/"
-        conn = server.connection(120)
-        try:
+        with self._connection(server, "small GETs") as conn:
             request(conn, "OPTIONS", folder)  # untimed: opens and authenticates the connection
             started = time.perf_counter()
             for i, body in enumerate(bodies):
@@ -465,11 +470,6 @@ class Bench:
                     raise BenchError(f"{server.name}: GET {folder}f{i:05d} answered {status} with "
                                      f"{len(got)} bytes{'' if got == body else ' that differ from the PUT'}")
             seconds = time.perf_counter() - started
-        except (OSError, http.client.HTTPException) as exc:
-            server.check_alive()
-            raise BenchError(f"{server.name}: small GETs failed: {exc!r}") from exc
-        finally:
-            conn.close()
         self.add("small_get", f"{len(bodies)} x 4 KiB GETs, one connection", "files/s", server.name,
                  len(bodies) / seconds)
 
