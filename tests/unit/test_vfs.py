@@ -544,6 +544,18 @@ class TestReadWhole:
         assert [None] * 5 == got
         assert [] == [e for e in logs if str(e.get("event", "")).startswith("fs.")]
 
+    async def test_a_blob_gone_from_the_store_is_declined(self, vfs: VirtualFS, alice: Session,
+                                                          storage: LocalBlobStore, logs: Logs) -> None:
+        """A file whose blob cannot be opened is left to the full path (which meets the same error
+        and audits it): None, and no trace here."""
+        await put(vfs, alice, "f", b"12345")
+        inode = await vfs.stat(alice, "f")
+        assert inode.blob_id is not None
+        storage.path_of(alice.tenant.id, inode.blob_id).unlink()
+        logs.clear()
+        assert (None, []) == (await vfs.read_whole(alice, "f", 10),
+                              [e for e in logs if str(e.get("event", "")).startswith("fs.")])
+
     async def test_a_read_error_is_audited_and_raised(self, vfs: VirtualFS, alice: Session, logs: Logs,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
         """Once open, a failing read is the download's failure: raised, and audited as such."""
