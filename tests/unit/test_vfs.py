@@ -571,6 +571,36 @@ class TestReadWhole:
         assert set() == vfs.open_transfers
 
 
+class TestRemovePlain:
+    """remove_plain: a file's removal in one call (a WebDAV DELETE answered on the loop)."""
+
+    async def test_a_file_and_a_link_are_removed(self, vfs: VirtualFS, alice: Session, logs: Logs) -> None:
+        """A file and a symbolic link go, each audited as fs.remove."""
+        await put(vfs, alice, "f", b"x")
+        await vfs.symlink(alice, "l", "f")
+        assert (True, True, []) == (await vfs.remove_plain(alice, "f"), await vfs.remove_plain(alice, "l"),
+                                    await names(vfs, alice))
+        assert [("f", "ok"), ("l", "ok")] == [(e["path"], e["outcome"]) for e in events(logs, "fs.remove")]
+
+    async def test_what_it_declines_stays_and_leaves_no_trace(self, vfs: VirtualFS, alice: Session,
+                                                              make_session: MakeSession, logs: Logs) -> None:
+        """Nothing there, a directory, a reader without the delete permission, a file locked by
+        anyone (its owner too: the lock token is for the full path to check), a file in a locked
+        directory: False, nothing removed, no audit event."""
+        await vfs.mkdir(alice, "d")
+        for name in ("f", "mine", "d/in"):
+            await put(vfs, alice, name, b"x")
+        keeper = await make_session("keeper", home="/alice", perms=Perm.all() & ~Perm.DELETE)
+        await vfs.lock(alice, "/mine", "0", "exclusive", "", 60)
+        await vfs.lock(alice, "/d", "0", "exclusive", "", 60)
+        logs.clear()
+        got = [await vfs.remove_plain(alice, "missing"), await vfs.remove_plain(alice, "d"),
+               await vfs.remove_plain(keeper, "f"), await vfs.remove_plain(alice, "mine"),
+               await vfs.remove_plain(alice, "d/in")]
+        assert [] == [e for e in logs if str(e.get("event", "")).startswith("fs.")]
+        assert ([False] * 5, ["d", "f", "mine"], ["in"]) == (got, await names(vfs, alice), await names(vfs, alice, "d"))
+
+
 class TestChecksumAndSpace:
     async def test_whole_file_sums_come_from_the_upload(self, vfs: VirtualFS, alice: Session) -> None:
         """Whole-file SHA-256 and MD5 are the digests of the content."""

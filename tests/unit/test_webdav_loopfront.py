@@ -203,6 +203,14 @@ class TestParse:
         data = request_bytes("PROPFIND", "/d/", *extra)
         assert parse(data, data.find(b"\r\n\r\n"), BLOCK, 100) is None
 
+    def test_delete(self) -> None:
+        """A DELETE with no body is taken; one with a body, or with a condition, is cheroot's."""
+        plain = request_bytes("DELETE", "/f")
+        request = self.parsed(plain)
+        assert (b"DELETE", "/f") == (request.method, request.path)
+        assert (None, None) == (self.parsed(request_bytes("DELETE", "/f", body=b"x")),
+                                self.parsed(request_bytes("DELETE", "/f", 'If: (<urn:x>)')))
+
     def test_propfind_body_over_the_xml_limit(self) -> None:
         """A body over max_xml_bytes is cheroot's (it answers 413)."""
         data = request_bytes("PROPFIND", "/f", "Depth: 0", body=b"x" * 101)
@@ -210,7 +218,7 @@ class TestParse:
 
     @pytest.mark.parametrize("data", [
         b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n",  # no credentials
-        b"DELETE /f HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YTpi\r\n\r\n",
+        b"MOVE /f HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YTpi\r\n\r\n",
         b"HEAD /f HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YTpi\r\n\r\n",
         b"PUT /f HTTP/1.0\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
         b"PUT /f HTTP/1.1\r\nContent-Length: 0\r\nAuthorization: Basic YTpi\r\n\r\n",  # no Host
@@ -296,6 +304,19 @@ class TestOnTheLoop:
             adopted = await back_on_the_loop(frontend, adopted)
         assert b'<D:getetag>"' + hashlib.sha256(b"stat me").hexdigest().encode() in answers[0]
         assert b"<D:collection/>" in answers[2] and b"404 Not Found" in answers[3]
+
+    async def test_delete_of_a_file_is_answered_on_the_loop(self, frontend: WebdavFrontend, client: Client,
+                                                            vfs: VirtualFS, md: SqlMetadataStore,
+                                                            logs: list[dict[str, Any]]) -> None:
+        """A DELETE of a file is 204 with no body, on the loop, and audited; the file is gone."""
+        await client.send(put_bytes("/gone.txt", b"x"))
+        assert (await client.response())[0] == 201
+        await client.send(request_bytes("DELETE", "/gone.txt"))
+        status, headers, body = await client.response()
+        assert (204, "0", b"", 0) == (status, headers["content-length"], body, loop_front(frontend).handed)
+        assert ["ok"] == [e["outcome"] for e in events(logs, "fs.remove")]
+        with pytest.raises(FileNotFoundError):
+            await content(vfs, md, "/gone.txt")
 
     async def test_log_fields_follow_the_session_of_each_request(self, frontend: WebdavFrontend,
                                                                  client: Client) -> None:
@@ -451,6 +472,26 @@ class TestHandOver:
         assert (await client.response())[0] == 201
         before = loop_front(frontend).handed
         await client.send(request_bytes("PROPFIND", path, "Depth: 0", body=body))
+        assert (status, before + 1) == ((await client.response())[0], loop_front(frontend).handed)
+
+    @pytest.mark.parametrize(("path", "status"), [("/nothing.txt", 404), ("/dir", 204), ("/locked.txt", 423)])
+    async def test_deletes_the_loop_leaves_to_wsgidav(self, frontend: WebdavFrontend, client: Client,
+                                                      path: str, status: int) -> None:
+        """A DELETE of nothing, of a collection (with what is in it) or of a locked file is
+        answered by wsgidav."""
+        await client.send(request_bytes("MKCOL", "/dir"))
+        assert (await client.response())[0] == 201
+        await asyncio.sleep(0.1)
+        for name in ("/dir/in.txt", "/locked.txt"):
+            await client.send(put_bytes(name, b"x"))
+            assert (await client.response())[0] == 201
+        lock = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
+                b"<D:locktype><D:write/></D:locktype></D:lockinfo>")
+        await client.send(request_bytes("LOCK", "/locked.txt", "Timeout: Second-60", body=lock))
+        assert (await client.response())[0] == 200
+        await asyncio.sleep(0.1)
+        before = loop_front(frontend).handed
+        await client.send(request_bytes("DELETE", path))
         assert (status, before + 1) == ((await client.response())[0], loop_front(frontend).handed)
 
     async def test_declined_put_is_answered_by_wsgidav(self, frontend: WebdavFrontend, client: Client,

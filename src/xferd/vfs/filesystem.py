@@ -308,6 +308,25 @@ class VirtualFS:
         await self.md.unlink(s.tenant.id, r.parent, r.name)
         await self._drop_locks(s, r.real, found)
 
+    async def remove_plain(self, s: Session, path: str | bytes) -> bool:
+        """Remove the file or symbolic link at ``path`` (a plain WebDAV DELETE, on the event loop).
+
+        False, and no trace, when the plain case does not hold: no such entry, a directory, no
+        permission, or a lock of any user on the entry or its directory's membership (a request
+        with lock tokens takes the full path, which answers and audits as usual). Once checked, it
+        is :meth:`remove`, audited as ``fs.remove``.
+        """
+        try:
+            r = await self._resolve(s, path, False, target=True)
+            if r.inode is None or r.inode.kind == "dir" \
+                    or not s.policy.allows(paths.tenant_path(s.user.home, r.real), Perm.DELETE):
+                return False
+            await self._unlocked(s, r.real, membership=True, strict=True)
+        except OSError:
+            return False
+        await self.remove(s, path)
+        return True
+
     @audited("fs.rename", pair=True)
     async def rename(self, s: Session, src: str | bytes, dst: str | bytes, overwrite: bool = False) -> None:
         """Move a file or a whole directory in one metadata transaction; no byte is copied.

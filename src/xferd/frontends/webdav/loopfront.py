@@ -2,9 +2,9 @@
 
 Every connection of the plain listener starts here. A request this module can answer whole is
 answered on the loop, where the VirtualFS lives, with no thread hand-off: today that is a plain
-PUT of at most one hop (``block_size``), a plain GET of a file of at most 256 KiB and a PROPFIND of
-depth 0 (a client's stat), the many-small-files cases, where cheroot's parsing, the hand-over and
-the bridge cost more than the work itself.
+PUT of at most one hop (``block_size``), a plain GET of a file of at most 256 KiB, a PROPFIND of
+depth 0 (a client's stat) and the DELETE of a file: the many-small-files cases, where cheroot's
+parsing, the hand-over and the bridge cost more than the work itself.
 
 A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions, ranges, encodings
 or lock tokens, no ``Expect`` but ``100-continue``, authenticated Basic credentials
@@ -13,7 +13,9 @@ or range, and answers with :mod:`.fastget`'s headers; the VirtualFS declines any
 file the user may read (:meth:`~xferd.vfs.filesystem.VirtualFS.read_whole`). A PROPFIND has
 ``Depth: 0``, a body of at most 16 KiB that parses without a document type (or none), and asks for
 ``allprop`` or named properties; :mod:`.propfind` gathers and renders the answer, and everything
-it leaves to wsgidav (``propname``, a missing target, no permission) is handed over.
+it leaves to wsgidav (``propname``, a missing target, no permission) is handed over. A DELETE has
+no body, and the VirtualFS declines anything but a file or link the user may delete with no lock
+of anyone on it (:meth:`~xferd.vfs.filesystem.VirtualFS.remove_plain`).
 
 Everything else, and everything this parser is not sure of, goes to cheroot with the bytes read
 so far (:meth:`LoopFront.hand_over`, :mod:`.handover`): the socket is given to one of its worker
@@ -59,6 +61,7 @@ HEAD_MAX = 64 * 1024  # a longer request head goes to cheroot, which has its own
 # A GET of a file up to this size (and block_size) is read and answered on the loop: a page-cache
 # read of it costs tens of microseconds. A larger file goes to cheroot, which sends it with sendfile.
 GET_ON_LOOP_MAX = 256 * 1024
+METHODS = (b"PUT", b"GET", b"PROPFIND", b"DELETE")  # what this module may answer; the rest is cheroot's
 # A PROPFIND body up to this size is parsed on the loop (clients send a few hundred bytes); a larger
 # one, up to webdav.max_xml_bytes, is parsed in a cheroot thread, so no request holds the loop long.
 XML_ON_LOOP_MAX = 16 * 1024
@@ -96,7 +99,7 @@ def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0)
     ``Depth: 0`` and a body of at most ``xml_limit`` bytes (its XML is looked at later)."""
     lines = bytes(buf[:end]).split(b"\r\n")
     parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[0] not in (b"PUT", b"GET", b"PROPFIND") or parts[2] != b"HTTP/1.1":
+    if len(parts) != 3 or parts[0] not in METHODS or parts[2] != b"HTTP/1.1":
         return None
     method = parts[0]
     headers: dict[bytes, bytes] = {}
@@ -109,7 +112,7 @@ def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0)
             return None
         headers[name] = value.strip()
     length_text = headers.get(b"content-length", b"" if method == b"PUT" else b"0")
-    if not length_text.isdigit() or b"host" not in headers or (method == b"GET" and int(length_text)):
+    if not length_text.isdigit() or b"host" not in headers or (method in (b"GET", b"DELETE") and int(length_text)):
         return None
     if method == b"PROPFIND" and (headers.get(b"depth") != b"0" or int(length_text) > xml_limit):
         return None
@@ -328,7 +331,9 @@ class HttpConnection(asyncio.Protocol):
         body = bytes(self.buf[request.head_end:request.end])
         try:
             handled = await (self._put(request, body) if request.method == b"PUT" else
-                             self._get(request) if request.method == b"GET" else self._propfind(request, body))
+                             self._get(request) if request.method == b"GET" else
+                             self._delete(request) if request.method == b"DELETE" else
+                             self._propfind(request, body))
         except Exception:
             log.exception("internal_error", op=f"webdav.{request.method.decode().lower()}", path=request.path)
             self._respond(500, b"Internal server error.\n")
@@ -386,6 +391,22 @@ class HttpConnection(asyncio.Protocol):
             ("Content-Type", content_type(request.path)), ("Content-Length", str(len(data))),
             ("ETag", f'"{etag}"'), ("Last-Modified", http_date(inode.mtime)), ("Accept-Ranges", "bytes"),
             ("Date", http_date(time.time()))], data)
+        return True
+
+    async def _delete(self, request: Request) -> bool:
+        """Answer the DELETE of a file (204); False when it is not a plain one (a collection, a
+        lock, a refusal, nothing there), to be answered by wsgidav."""
+        session = await self._login(request)
+        if session is None:
+            return True
+        try:
+            if not await self.front.shared.vfs.remove_plain(session, request.path):
+                return False
+        except OSError as exc:  # checked, then refused or failed: audited
+            self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
+            return True
+        self.front.answered += 1
+        self._answer_with("204 No Content", [("Content-Length", "0"), ("Date", http_date(time.time()))])
         return True
 
     async def _propfind(self, request: Request, body: bytes) -> bool:
