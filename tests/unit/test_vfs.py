@@ -601,6 +601,30 @@ class TestRemovePlain:
         assert ([False] * 5, ["d", "f", "mine"], ["in"]) == (got, await names(vfs, alice), await names(vfs, alice, "d"))
 
 
+class TestMkdirPlain:
+    """mkdir_plain: a new directory in one call (a WebDAV MKCOL answered on the loop)."""
+
+    async def test_a_directory_is_made(self, vfs: VirtualFS, alice: Session, logs: Logs) -> None:
+        """A new directory is made, audited as fs.mkdir."""
+        assert (True, ["d"]) == (await vfs.mkdir_plain(alice, "d"), await names(vfs, alice))
+        assert [("d", "ok")] == [(e["path"], e["outcome"]) for e in events(logs, "fs.mkdir")]
+
+    async def test_what_it_declines_leaves_no_trace(self, vfs: VirtualFS, alice: Session,
+                                                    make_session: MakeSession, logs: Logs) -> None:
+        """Something there already (the home itself too), no parent, a file as parent, a user
+        without the mkdir permission, a locked parent: False, nothing made, no audit event."""
+        await put(vfs, alice, "f", b"x")
+        await vfs.mkdir(alice, "locked")
+        await vfs.lock(alice, "/locked", "0", "exclusive", "", 60)
+        flat = await make_session("flat", home="/alice", perms=Perm.all() & ~Perm.MKDIR)
+        logs.clear()
+        got = [await vfs.mkdir_plain(alice, "f"), await vfs.mkdir_plain(alice, "/"),
+               await vfs.mkdir_plain(alice, "none/d"), await vfs.mkdir_plain(alice, "f/d"),
+               await vfs.mkdir_plain(flat, "new"), await vfs.mkdir_plain(alice, "locked/d")]
+        assert [] == [e for e in logs if str(e.get("event", "")).startswith("fs.")]
+        assert ([False] * 6, ["f", "locked"], []) == (got, await names(vfs, alice), await names(vfs, alice, "locked"))
+
+
 class TestChecksumAndSpace:
     async def test_whole_file_sums_come_from_the_upload(self, vfs: VirtualFS, alice: Session) -> None:
         """Whole-file SHA-256 and MD5 are the digests of the content."""

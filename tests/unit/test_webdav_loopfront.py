@@ -284,10 +284,9 @@ class TestOnTheLoop:
         collection) is answered on the loop with the body cheroot gives the same request."""
         await client.send(put_bytes("/s.txt", b"stat me"))
         assert (await client.response())[0] == 201
-        adopted = loop_front(frontend).adopted
         await client.send(request_bytes("MKCOL", "/col"))
         assert (await client.response())[0] == 201
-        adopted = await back_on_the_loop(frontend, adopted)
+        adopted = loop_front(frontend).adopted
         named = (b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:Z="urn:z"><D:prop>'
                  b"<D:getcontentlength/><D:getetag/><D:resourcetype/><Z:nothing/></D:prop></D:propfind>")
         answers = []
@@ -388,14 +387,32 @@ class TestOnTheLoop:
 class TestHandOver:
     async def test_other_methods_go_to_cheroot_and_come_back(self, frontend: WebdavFrontend,
                                                              client: Client) -> None:
-        """MKCOL is handed to cheroot; the next PUT on the same connection is the loop's again."""
-        await client.send(request_bytes("MKCOL", "/d"))
-        assert (await client.response())[0] == 201
-        await asyncio.sleep(0.1)  # the connection comes back once cheroot finds it idle
-        await client.send(put_bytes("/d/f.txt", b"x"))
+        """An authenticated OPTIONS is handed to cheroot; the next PUT on the same connection is
+        the loop's again."""
+        await client.send(request_bytes("OPTIONS", "/"))
+        assert (await client.response())[0] == 200
+        await back_on_the_loop(frontend, 0)  # once cheroot finds the connection idle
+        await client.send(put_bytes("/f.txt", b"x"))
         assert (await client.response())[0] == 201
         front = loop_front(frontend)
         assert (1, 1, 1) == (front.handed, front.adopted, front.answered)
+
+    async def test_mkcol_is_answered_on_the_loop(self, frontend: WebdavFrontend, client: Client,
+                                                 logs: list[dict[str, Any]]) -> None:
+        """A MKCOL of a new collection (with or without the trailing slash) is 201 with no body, on
+        the loop, and audited; one that is not plain is wsgidav's: 405 where something is, 409
+        with no parent."""
+        for path in ("/a", "/a/b/"):
+            await client.send(request_bytes("MKCOL", path))
+            status, headers, body = await client.response()
+            assert (201, "0", b"", 0) == (status, headers["content-length"], body, loop_front(frontend).handed)
+        assert [("/a", "ok"), ("/a/b/", "ok")] == [(e["path"], e["outcome"]) for e in events(logs, "fs.mkdir")]
+        await client.send(request_bytes("MKCOL", "/a"))
+        assert ((await client.response_chunked())[0], loop_front(frontend).handed) == (405, 1)
+        adopted = await back_on_the_loop(frontend, 0)
+        await client.send(request_bytes("MKCOL", "/none/c"))
+        assert ((await client.response_chunked())[0], loop_front(frontend).handed) == (409, 2)
+        await back_on_the_loop(frontend, adopted)
 
     async def test_pipelined_requests_are_answered_in_order(self, client: Client) -> None:
         """A PUT, a GET of it and a PROPFIND sent in one write get their answers in order."""

@@ -284,6 +284,25 @@ class VirtualFS:
         assert r.parent is not None
         return await self.md.mkdir(s.tenant.id, r.parent, r.name, mode & 0o7777, s.user.id)
 
+    async def mkdir_plain(self, s: Session, path: str | bytes) -> bool:
+        """Make the directory ``path`` (a plain WebDAV MKCOL, on the event loop).
+
+        False, and no trace, when the plain case does not hold: something is there already, the
+        parent is missing or not a directory, no permission, or a lock of any user on the parent's
+        membership (a request with lock tokens takes the full path, which answers and audits as
+        usual). Once checked, it is :meth:`mkdir`, audited as ``fs.mkdir``.
+        """
+        try:
+            r = await self._resolve(s, path, False, target=True)
+            if r.inode is not None or r.parent is None \
+                    or not s.policy.allows(paths.tenant_path(s.user.home, r.real), Perm.MKDIR):
+                return False
+            await self._unlocked(s, r.real, membership=True, strict=True)
+        except OSError:
+            return False
+        await self.mkdir(s, path)
+        return True
+
     @audited("fs.rmdir")
     async def rmdir(self, s: Session, path: str | bytes) -> None:
         r = await self._resolve(s, path, False, target=True)

@@ -3,8 +3,9 @@
 Every connection of the plain listener starts here. A request this module can answer whole is
 answered on the loop, where the VirtualFS lives, with no thread hand-off: today that is a plain
 PUT of at most one hop (``block_size``), a plain GET of a file of at most 256 KiB, a PROPFIND of
-depth 0 (a client's stat) and the DELETE of a file: the many-small-files cases, where cheroot's
-parsing, the hand-over and the bridge cost more than the work itself.
+depth 0 (a client's stat), the DELETE of a file and the MKCOL of a new collection: the
+many-small-files cases, where cheroot's parsing, the hand-over and the bridge cost more than the
+work itself.
 
 A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions, ranges, encodings
 or lock tokens, no ``Expect`` but ``100-continue``, authenticated Basic credentials
@@ -15,7 +16,9 @@ file the user may read (:meth:`~xferd.vfs.filesystem.VirtualFS.read_whole`). A P
 ``allprop`` or named properties; :mod:`.propfind` gathers and renders the answer, and everything
 it leaves to wsgidav (``propname``, a missing target, no permission) is handed over. A DELETE has
 no body, and the VirtualFS declines anything but a file or link the user may delete with no lock
-of anyone on it (:meth:`~xferd.vfs.filesystem.VirtualFS.remove_plain`).
+of anyone on it (:meth:`~xferd.vfs.filesystem.VirtualFS.remove_plain`); a MKCOL likewise has no
+body, and anything but a new directory in an unlocked one is declined
+(:meth:`~xferd.vfs.filesystem.VirtualFS.mkdir_plain`).
 
 Everything else, and everything this parser is not sure of, goes to cheroot with the bytes read
 so far (:meth:`LoopFront.hand_over`, :mod:`.handover`): the socket is given to one of its worker
@@ -61,7 +64,8 @@ HEAD_MAX = 64 * 1024  # a longer request head goes to cheroot, which has its own
 # A GET of a file up to this size (and block_size) is read and answered on the loop: a page-cache
 # read of it costs tens of microseconds. A larger file goes to cheroot, which sends it with sendfile.
 GET_ON_LOOP_MAX = 256 * 1024
-METHODS = (b"PUT", b"GET", b"PROPFIND", b"DELETE")  # what this module may answer; the rest is cheroot's
+METHODS = (b"PUT", b"GET", b"PROPFIND", b"DELETE", b"MKCOL")  # what this module may answer; the rest is cheroot's
+NO_BODY = (b"GET", b"DELETE", b"MKCOL")
 # A PROPFIND body up to this size is parsed on the loop (clients send a few hundred bytes); a larger
 # one, up to webdav.max_xml_bytes, is parsed in a cheroot thread, so no request holds the loop long.
 XML_ON_LOOP_MAX = 16 * 1024
@@ -112,7 +116,7 @@ def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0)
             return None
         headers[name] = value.strip()
     length_text = headers.get(b"content-length", b"" if method == b"PUT" else b"0")
-    if not length_text.isdigit() or b"host" not in headers or (method in (b"GET", b"DELETE") and int(length_text)):
+    if not length_text.isdigit() or b"host" not in headers or (method in NO_BODY and int(length_text)):
         return None
     if method == b"PROPFIND" and (headers.get(b"depth") != b"0" or int(length_text) > xml_limit):
         return None
@@ -131,7 +135,8 @@ def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0)
         credentials = basic_credentials(headers.get(b"authorization", b"").decode("latin-1"))
     except UnicodeDecodeError:
         return None
-    if credentials is None or (path.endswith("/") and method != b"PROPFIND") or ".." in path.split("/"):
+    if credentials is None or (path.endswith("/") and method not in (b"PROPFIND", b"MKCOL")) \
+            or ".." in path.split("/"):
         return None
     close = headers.get(b"connection", b"").lower() == b"close"
     return Request(path, length, credentials, close, expect == b"100-continue", end + 4, method)
@@ -333,6 +338,7 @@ class HttpConnection(asyncio.Protocol):
             handled = await (self._put(request, body) if request.method == b"PUT" else
                              self._get(request) if request.method == b"GET" else
                              self._delete(request) if request.method == b"DELETE" else
+                             self._mkcol(request) if request.method == b"MKCOL" else
                              self._propfind(request, body))
         except Exception:
             log.exception("internal_error", op=f"webdav.{request.method.decode().lower()}", path=request.path)
@@ -407,6 +413,22 @@ class HttpConnection(asyncio.Protocol):
             return True
         self.front.answered += 1
         self._answer_with("204 No Content", [("Content-Length", "0"), ("Date", http_date(time.time()))])
+        return True
+
+    async def _mkcol(self, request: Request) -> bool:
+        """Answer the MKCOL of a new collection (201, no body, as nginx and Apache answer); False
+        when it is not a plain one (something there, no parent, a lock, a refusal), for wsgidav."""
+        session = await self._login(request)
+        if session is None:
+            return True
+        try:
+            if not await self.front.shared.vfs.mkdir_plain(session, request.path):
+                return False
+        except OSError as exc:  # checked, then refused or failed: audited
+            self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
+            return True
+        self.front.answered += 1
+        self._answer_with("201 Created", [("Content-Length", "0"), ("Date", http_date(time.time()))])
         return True
 
     async def _propfind(self, request: Request, body: bytes) -> bool:
