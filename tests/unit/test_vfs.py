@@ -625,6 +625,50 @@ class TestMkdirPlain:
         assert ([False] * 6, ["f", "locked"], []) == (got, await names(vfs, alice), await names(vfs, alice, "locked"))
 
 
+class TestRenamePlain:
+    """rename_plain: a move in one call (a WebDAV MOVE answered on the loop)."""
+
+    async def test_files_and_directories_move(self, vfs: VirtualFS, alice: Session, logs: Logs) -> None:
+        """A file to a new name (False: nothing replaced), a file over another (True), a directory
+        with what is in it: each moved, audited as fs.rename."""
+        await put(vfs, alice, "a", b"a")
+        await put(vfs, alice, "b", b"b")
+        await vfs.mkdir(alice, "d")
+        await put(vfs, alice, "d/x", b"x")
+        got = [await vfs.rename_plain(alice, "a", "c", True), await vfs.rename_plain(alice, "c", "b", True),
+               await vfs.rename_plain(alice, "d", "e", False)]
+        assert ([False, True, False], ["b", "e"], b"a", ["x"]) == (
+            got, await names(vfs, alice), await get(vfs, alice, "b"), await names(vfs, alice, "e"))
+        assert ["ok"] * 3 == [e["outcome"] for e in events(logs, "fs.rename")]
+
+    async def test_what_it_declines_leaves_no_trace(self, vfs: VirtualFS, alice: Session,
+                                                    make_session: MakeSession, logs: Logs) -> None:
+        """No source, onto itself or inside itself, no destination directory, an existing
+        destination without overwrite or where either side is a directory, no permission, a lock
+        on the source, on the destination's directory or below a moved directory: None, nothing
+        moved, no audit event."""
+        await put(vfs, alice, "f", b"f")
+        await put(vfs, alice, "g", b"g")
+        await vfs.mkdir(alice, "d")
+        await vfs.mkdir(alice, "d/sub")
+        await vfs.mkdir(alice, "e")
+        await vfs.mkdir(alice, "held")
+        await put(vfs, alice, "e/in", b"x")
+        await put(vfs, alice, "locked", b"l")
+        await vfs.lock(alice, "/locked", "0", "exclusive", "", 60)
+        await vfs.lock(alice, "/held", "0", "exclusive", "", 60)
+        await vfs.lock(alice, "/e/in", "0", "exclusive", "", 60)
+        fixed = await make_session("fixed", home="/alice", perms=Perm.all() & ~Perm.RENAME)
+        logs.clear()
+        cases = [(alice, "missing", "x", True), (alice, "f", "f", True), (alice, "d", "d/sub/x", True),
+                 (alice, "f", "none/x", True), (alice, "f", "g", False), (alice, "f", "d", True),
+                 (alice, "d", "g", True), (fixed, "f", "x", True), (alice, "locked", "x", True),
+                 (alice, "f", "held/x", True), (alice, "e", "e2", True)]
+        got = [await vfs.rename_plain(s, src, dst, over) for s, src, dst, over in cases]
+        assert [] == [e for e in logs if str(e.get("event", "")).startswith("fs.")]
+        assert ([None] * len(cases), ["d", "e", "f", "g", "held", "locked"]) == (got, await names(vfs, alice))
+
+
 class TestChecksumAndSpace:
     async def test_whole_file_sums_come_from_the_upload(self, vfs: VirtualFS, alice: Session) -> None:
         """Whole-file SHA-256 and MD5 are the digests of the content."""

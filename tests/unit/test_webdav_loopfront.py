@@ -211,6 +211,22 @@ class TestParse:
         assert (None, None) == (self.parsed(request_bytes("DELETE", "/f", body=b"x")),
                                 self.parsed(request_bytes("DELETE", "/f", 'If: (<urn:x>)')))
 
+    @pytest.mark.parametrize(("destination", "path"), [
+        ("/x", "/x"), ("http://test/a%20b/c", "/a b/c"), ("http://TEST/x/", "/x/")])
+    def test_move(self, destination: str, path: str) -> None:
+        """A MOVE to a path, or to a URL of this host, is taken with the decoded destination."""
+        request = self.parsed(request_bytes("MOVE", "/f", f"Destination: {destination}"))
+        assert (b"MOVE", path, True) == (request.method, request.destination, request.overwrite)
+
+    @pytest.mark.parametrize("extra", [(), ("Destination: https://test/x",), ("Destination: http://other/x",),
+                                       ("Destination: /x?y",), ("Destination: /a%2Fb",), ("Destination: /a/../b",),
+                                       ("Destination: /",), ("Destination: /x", "Depth: 0"),
+                                       ("Destination: /x", "Overwrite: maybe"), ("Destination: x",)])
+    def test_moves_left_to_cheroot(self, extra: tuple[str, ...]) -> None:
+        """No Destination, another scheme or host, a query, an encoded slash, '..', the root, a
+        depth other than infinity, an odd Overwrite, a relative path: cheroot's."""
+        assert self.parsed(request_bytes("MOVE", "/f", *extra)) is None
+
     def test_propfind_body_over_the_xml_limit(self) -> None:
         """A body over max_xml_bytes is cheroot's (it answers 413)."""
         data = request_bytes("PROPFIND", "/f", "Depth: 0", body=b"x" * 101)
@@ -218,7 +234,7 @@ class TestParse:
 
     @pytest.mark.parametrize("data", [
         b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n",  # no credentials
-        b"MOVE /f HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YTpi\r\n\r\n",
+        b"COPY /f HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YTpi\r\n\r\n",
         b"HEAD /f HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YTpi\r\n\r\n",
         b"PUT /f HTTP/1.0\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
         b"PUT /f HTTP/1.1\r\nContent-Length: 0\r\nAuthorization: Basic YTpi\r\n\r\n",  # no Host
@@ -316,6 +332,21 @@ class TestOnTheLoop:
         assert ["ok"] == [e["outcome"] for e in events(logs, "fs.remove")]
         with pytest.raises(FileNotFoundError):
             await content(vfs, md, "/gone.txt")
+
+    async def test_move_is_answered_on_the_loop(self, frontend: WebdavFrontend, client: Client, vfs: VirtualFS,
+                                                md: SqlMetadataStore) -> None:
+        """A MOVE to a new name is 201, over a file 204 (Overwrite T, the default), with no body,
+        on the loop; the Destination may be a full URL of this host or a path."""
+        for name in ("/a.txt", "/b.txt"):
+            await client.send(put_bytes(name, name.encode()))
+            assert (await client.response())[0] == 201
+        await client.send(request_bytes("MOVE", "/a.txt", "Destination: http://test/c%20d.txt"))
+        created = await client.response()
+        await client.send(request_bytes("MOVE", "/c%20d.txt", "Destination: /b.txt"))
+        replaced = await client.response()
+        assert ((201, b""), (204, b""), 0) == ((created[0], created[2]), (replaced[0], replaced[2]),
+                                               loop_front(frontend).handed)
+        assert b"/a.txt" == await content(vfs, md, "/b.txt")
 
     async def test_log_fields_follow_the_session_of_each_request(self, frontend: WebdavFrontend,
                                                                  client: Client) -> None:
@@ -510,6 +541,22 @@ class TestHandOver:
         before = loop_front(frontend).handed
         await client.send(request_bytes("DELETE", path))
         assert (status, before + 1) == ((await client.response())[0], loop_front(frontend).handed)
+
+    @pytest.mark.parametrize(("extra", "status"), [
+        (("Destination: /b.txt", "Overwrite: F"), 412),       # wsgidav: the destination exists
+        (("Destination: http://elsewhere/x.txt",), 502),       # another host
+        (("Destination: /dir",), 204),                         # onto a collection: wsgidav replaces it
+    ])
+    async def test_moves_the_loop_leaves_to_wsgidav(self, frontend: WebdavFrontend, client: Client,
+                                                    extra: tuple[str, ...], status: int) -> None:
+        """A MOVE that would not overwrite, to another host, or onto a collection: wsgidav's."""
+        for name in ("/a.txt", "/b.txt"):
+            await client.send(put_bytes(name, b"x"))
+            assert (await client.response())[0] == 201
+        await client.send(request_bytes("MKCOL", "/dir"))
+        assert (await client.response())[0] == 201
+        await client.send(request_bytes("MOVE", "/a.txt", *extra))
+        assert ((await client.response_chunked())[0], loop_front(frontend).handed) == (status, 1)
 
     async def test_declined_put_is_answered_by_wsgidav(self, frontend: WebdavFrontend, client: Client,
                                                        logs: list[dict[str, Any]]) -> None:

@@ -374,6 +374,41 @@ class VirtualFS:
         await self._drop_locks(s, rs.real, found)
         await self._drop_locks(s, rd.real, replaced)
 
+    async def rename_plain(self, s: Session, src: str | bytes, dst: str | bytes, overwrite: bool) -> bool | None:
+        """Move ``src`` to ``dst`` (a plain WebDAV MOVE, on the event loop): whether a file at
+        ``dst`` was replaced.
+
+        None, and no trace, when the plain case does not hold: no source, the same entry or a
+        destination inside the source, no destination directory, a destination that exists while
+        ``overwrite`` is off or either side is a directory (wsgidav deletes the destination first),
+        a missing permission, a directory with permission rules inside, or a lock of any user on
+        either side (or below a moved directory). Once checked, it is :meth:`rename`, audited as
+        ``fs.rename``.
+        """
+        try:
+            rs = await self._resolve(s, src, False, target=True)
+            rd = await self._resolve(s, dst, False, target=True)
+            source, existing = rs.inode, rd.inode
+            if source is None or rs.parent is None or rd.parent is None or rd.real[:len(rs.real)] == rs.real:
+                return None
+            if existing is not None and (not overwrite or existing.ino == source.ino
+                                         or existing.kind == "dir" or source.kind == "dir"):
+                return None
+            wanted = [(rs.real, Perm.RENAME), (rd.real, Perm.RENAME)]
+            if existing is not None:
+                wanted.append((rd.real, Perm.OVERWRITE))
+            if not all(s.policy.allows(paths.tenant_path(s.user.home, real), perm) for real, perm in wanted):
+                return None
+            if source.kind == "dir" and any(s.policy.has_rules_below(paths.tenant_path(s.user.home, real))
+                                            for real in (rs.real, rd.real)):
+                return None
+            await self._unlocked(s, rs.real, membership=True, below=source.kind == "dir", strict=True)
+            await self._unlocked(s, rd.real, membership=True, below=existing is not None, strict=True)
+        except OSError:
+            return None
+        await self.rename(s, src, dst, overwrite)
+        return existing is not None
+
     @audited("fs.symlink", pair=True)
     async def symlink(self, s: Session, linkpath: str | bytes, target: str | bytes) -> Inode:
         """Create ``linkpath`` pointing at ``target``, stored exactly as given."""

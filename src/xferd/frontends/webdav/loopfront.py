@@ -3,9 +3,9 @@
 Every connection of the plain listener starts here. A request this module can answer whole is
 answered on the loop, where the VirtualFS lives, with no thread hand-off: today that is a plain
 PUT of at most one hop (``block_size``), a plain GET of a file of at most 256 KiB, a PROPFIND of
-depth 0 (a client's stat), the DELETE of a file and the MKCOL of a new collection: the
-many-small-files cases, where cheroot's parsing, the hand-over and the bridge cost more than the
-work itself.
+depth 0 (a client's stat), the DELETE of a file, the MKCOL of a new collection and a plain MOVE:
+the many-small-files cases, where cheroot's parsing, the hand-over and the bridge cost more than
+the work itself.
 
 A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions, ranges, encodings
 or lock tokens, no ``Expect`` but ``100-continue``, authenticated Basic credentials
@@ -18,7 +18,9 @@ it leaves to wsgidav (``propname``, a missing target, no permission) is handed o
 no body, and the VirtualFS declines anything but a file or link the user may delete with no lock
 of anyone on it (:meth:`~xferd.vfs.filesystem.VirtualFS.remove_plain`); a MKCOL likewise has no
 body, and anything but a new directory in an unlocked one is declined
-(:meth:`~xferd.vfs.filesystem.VirtualFS.mkdir_plain`).
+(:meth:`~xferd.vfs.filesystem.VirtualFS.mkdir_plain`). A MOVE has no body, a Destination on this
+host, no lock of anyone on either side, and does not replace a collection or keep an existing
+destination (:meth:`~xferd.vfs.filesystem.VirtualFS.rename_plain`).
 
 Everything else, and everything this parser is not sure of, goes to cheroot with the bytes read
 so far (:meth:`LoopFront.hand_over`, :mod:`.handover`): the socket is given to one of its worker
@@ -43,7 +45,7 @@ import socket
 import time
 from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import structlog
 from lxml import etree
@@ -64,8 +66,8 @@ HEAD_MAX = 64 * 1024  # a longer request head goes to cheroot, which has its own
 # A GET of a file up to this size (and block_size) is read and answered on the loop: a page-cache
 # read of it costs tens of microseconds. A larger file goes to cheroot, which sends it with sendfile.
 GET_ON_LOOP_MAX = 256 * 1024
-METHODS = (b"PUT", b"GET", b"PROPFIND", b"DELETE", b"MKCOL")  # what this module may answer; the rest is cheroot's
-NO_BODY = (b"GET", b"DELETE", b"MKCOL")
+METHODS = (b"PUT", b"GET", b"PROPFIND", b"DELETE", b"MKCOL", b"MOVE")  # the rest is cheroot's
+NO_BODY = (b"GET", b"DELETE", b"MKCOL", b"MOVE")
 # A PROPFIND body up to this size is parsed on the loop (clients send a few hundred bytes); a larger
 # one, up to webdav.max_xml_bytes, is parsed in a cheroot thread, so no request holds the loop long.
 XML_ON_LOOP_MAX = 16 * 1024
@@ -79,11 +81,14 @@ NOT_PLAIN = frozenset({key[5:].replace("_", "-").lower().encode() for key in fas
 class Request:
     """A parsed request head that this module may answer (a plain PUT or GET)."""
 
-    __slots__ = ("close", "continue_", "credentials", "head_end", "length", "method", "path")
+    __slots__ = ("close", "continue_", "credentials", "destination", "head_end", "length", "method", "overwrite",
+                 "path")
 
     def __init__(self, path: str, length: int, credentials: tuple[str, str], close: bool, continue_: bool,
-                 head_end: int, method: bytes = b"PUT") -> None:
+                 head_end: int, method: bytes = b"PUT", destination: str = "", overwrite: bool = True) -> None:
         self.method = method
+        self.destination = destination  # MOVE: the Destination's path, decoded
+        self.overwrite = overwrite  # MOVE: the Overwrite header (T, the default, or F)
         self.path = path
         self.length = length
         self.credentials = credentials
@@ -135,11 +140,41 @@ def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0)
         credentials = basic_credentials(headers.get(b"authorization", b"").decode("latin-1"))
     except UnicodeDecodeError:
         return None
-    if credentials is None or (path.endswith("/") and method not in (b"PROPFIND", b"MKCOL")) \
+    if credentials is None or (path.endswith("/") and method not in (b"PROPFIND", b"MKCOL", b"MOVE")) \
             or ".." in path.split("/"):
         return None
+    destination, overwrite = "", True
+    if method == b"MOVE":
+        moved = _move_target(headers)
+        if moved is None:
+            return None
+        destination, overwrite = moved
     close = headers.get(b"connection", b"").lower() == b"close"
-    return Request(path, length, credentials, close, expect == b"100-continue", end + 4, method)
+    return Request(path, length, credentials, close, expect == b"100-continue", end + 4, method, destination,
+                   overwrite)
+
+
+def _move_target(headers: dict[bytes, bytes]) -> tuple[str, bool] | None:
+    """A plain MOVE's destination path and Overwrite flag: a Destination on this listener's host
+    (plain HTTP), no query, fragment or encoded slash, a depth of infinity (or none); else None."""
+    overwrite = headers.get(b"overwrite", b"T")
+    if overwrite not in (b"T", b"F") or headers.get(b"depth", b"infinity") != b"infinity":
+        return None
+    try:
+        target = urlsplit(headers.get(b"destination", b"").decode("ascii"))
+        host = headers[b"host"].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if target.scheme not in ("", "http") or target.netloc.lower() not in ("", host.lower()) \
+            or target.query or target.fragment or not target.path.startswith("/") or "%2f" in target.path.lower():
+        return None
+    try:
+        path = unquote_to_bytes(target.path).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if ".." in path.split("/") or not path.strip("/"):
+        return None
+    return path, overwrite == b"T"
 
 
 class LoopFront:
@@ -339,6 +374,7 @@ class HttpConnection(asyncio.Protocol):
                              self._get(request) if request.method == b"GET" else
                              self._delete(request) if request.method == b"DELETE" else
                              self._mkcol(request) if request.method == b"MKCOL" else
+                             self._move(request) if request.method == b"MOVE" else
                              self._propfind(request, body))
         except Exception:
             log.exception("internal_error", op=f"webdav.{request.method.decode().lower()}", path=request.path)
@@ -429,6 +465,25 @@ class HttpConnection(asyncio.Protocol):
             return True
         self.front.answered += 1
         self._answer_with("201 Created", [("Content-Length", "0"), ("Date", http_date(time.time()))])
+        return True
+
+    async def _move(self, request: Request) -> bool:
+        """Answer a plain MOVE (201 when the destination is new, 204 when a file was replaced);
+        False when it is not one (see VirtualFS.rename_plain), for wsgidav."""
+        session = await self._login(request)
+        if session is None:
+            return True
+        try:
+            replaced = await self.front.shared.vfs.rename_plain(session, request.path, request.destination,
+                                                                request.overwrite)
+        except OSError as exc:  # checked, then refused or failed: audited
+            self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
+            return True
+        if replaced is None:
+            return False
+        self.front.answered += 1
+        self._answer_with("204 No Content" if replaced else "201 Created",
+                          [("Content-Length", "0"), ("Date", http_date(time.time()))])
         return True
 
     async def _propfind(self, request: Request, body: bytes) -> bool:
