@@ -292,15 +292,23 @@ class VirtualFS:
         membership (a request with lock tokens takes the full path, which answers and audits as
         usual). Once checked, it is :meth:`mkdir`, audited as ``fs.mkdir``.
         """
+        if not await self._plain(s, path, Perm.MKDIR, lambda found: found is None):
+            return False
+        await self.mkdir(s, path)
+        return True
+
+    async def _plain(self, s: Session, path: str | bytes, perm: Perm, wanted: Callable[[Inode | None], bool]) -> bool:
+        """Whether a one-entry change at ``path`` is plain, leaving no trace: it resolves (all but
+        the last name), below the home, to what ``wanted`` accepts, ``perm`` allows it, and no lock
+        of any user covers the entry or its directory's membership."""
         try:
             r = await self._resolve(s, path, False, target=True)
-            if r.inode is not None or r.parent is None \
-                    or not s.policy.allows(paths.tenant_path(s.user.home, r.real), Perm.MKDIR):
+            if r.parent is None or not wanted(r.inode) \
+                    or not s.policy.allows(paths.tenant_path(s.user.home, r.real), perm):
                 return False
             await self._unlocked(s, r.real, membership=True, strict=True)
         except OSError:
             return False
-        await self.mkdir(s, path)
         return True
 
     @audited("fs.rmdir")
@@ -335,13 +343,7 @@ class VirtualFS:
         with lock tokens takes the full path, which answers and audits as usual). Once checked, it
         is :meth:`remove`, audited as ``fs.remove``.
         """
-        try:
-            r = await self._resolve(s, path, False, target=True)
-            if r.inode is None or r.inode.kind == "dir" \
-                    or not s.policy.allows(paths.tenant_path(s.user.home, r.real), Perm.DELETE):
-                return False
-            await self._unlocked(s, r.real, membership=True, strict=True)
-        except OSError:
+        if not await self._plain(s, path, Perm.DELETE, lambda found: found is not None and found.kind != "dir"):
             return False
         await self.remove(s, path)
         return True

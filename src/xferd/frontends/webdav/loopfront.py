@@ -43,7 +43,7 @@ import http
 import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -436,54 +436,48 @@ class HttpConnection(asyncio.Protocol):
         return True
 
     async def _delete(self, request: Request) -> bool:
-        """Answer the DELETE of a file (204); False when it is not a plain one (a collection, a
-        lock, a refusal, nothing there), to be answered by wsgidav."""
-        session = await self._login(request)
-        if session is None:
-            return True
-        try:
-            if not await self.front.shared.vfs.remove_plain(session, request.path):
-                return False
-        except OSError as exc:  # checked, then refused or failed: audited
-            self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
-            return True
-        self.front.answered += 1
-        self._answer_with("204 No Content", [("Content-Length", "0"), ("Date", http_date(time.time()))])
-        return True
+        """The DELETE of a file or link: 204; declined (a collection, a lock, a refusal, nothing
+        there) for wsgidav."""
+        vfs = self.front.shared.vfs
+
+        async def change(s: Session) -> str | None:
+            return "204 No Content" if await vfs.remove_plain(s, request.path) else None
+        return await self._change(request, change)
 
     async def _mkcol(self, request: Request) -> bool:
-        """Answer the MKCOL of a new collection (201, no body, as nginx and Apache answer); False
-        when it is not a plain one (something there, no parent, a lock, a refusal), for wsgidav."""
-        session = await self._login(request)
-        if session is None:
-            return True
-        try:
-            if not await self.front.shared.vfs.mkdir_plain(session, request.path):
-                return False
-        except OSError as exc:  # checked, then refused or failed: audited
-            self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
-            return True
-        self.front.answered += 1
-        self._answer_with("201 Created", [("Content-Length", "0"), ("Date", http_date(time.time()))])
-        return True
+        """The MKCOL of a new collection: 201 with no body, as nginx and Apache answer; declined
+        (something there, no parent, a lock, a refusal) for wsgidav."""
+        vfs = self.front.shared.vfs
+
+        async def change(s: Session) -> str | None:
+            return "201 Created" if await vfs.mkdir_plain(s, request.path) else None
+        return await self._change(request, change)
 
     async def _move(self, request: Request) -> bool:
-        """Answer a plain MOVE (201 when the destination is new, 204 when a file was replaced);
-        False when it is not one (see VirtualFS.rename_plain), for wsgidav."""
+        """A plain MOVE: 201 when the destination is new, 204 when a file was replaced; declined
+        (see VirtualFS.rename_plain) for wsgidav."""
+        vfs = self.front.shared.vfs
+
+        async def change(s: Session) -> str | None:
+            replaced = await vfs.rename_plain(s, request.path, request.destination, request.overwrite)
+            return None if replaced is None else "204 No Content" if replaced else "201 Created"
+        return await self._change(request, change)
+
+    async def _change(self, request: Request, change: Callable[[Session], Awaitable[str | None]]) -> bool:
+        """Answer a change the VirtualFS makes in one call with its status and no body; False when
+        it declined (nothing changed, nothing logged)."""
         session = await self._login(request)
         if session is None:
             return True
         try:
-            replaced = await self.front.shared.vfs.rename_plain(session, request.path, request.destination,
-                                                                request.overwrite)
+            status = await change(session)
         except OSError as exc:  # checked, then refused or failed: audited
             self._respond(status_of(exc), f"{exc.strerror or exc}\n".encode())
             return True
-        if replaced is None:
+        if status is None:
             return False
         self.front.answered += 1
-        self._answer_with("204 No Content" if replaced else "201 Created",
-                          [("Content-Length", "0"), ("Date", http_date(time.time()))])
+        self._answer_with(status, [("Content-Length", "0"), ("Date", http_date(time.time()))])
         return True
 
     async def _propfind(self, request: Request, body: bytes) -> bool:
