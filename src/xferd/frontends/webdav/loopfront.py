@@ -102,10 +102,11 @@ class Request:
 
 
 def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0) -> Request | None:
-    """The plain PUT, GET or PROPFIND whose head is ``buf[:end]`` (``end`` at its blank line), or
-    None when cheroot should answer. Anything unusual is cheroot's: this parser only has to be right
-    about the requests it accepts. A GET has no body and no conditions or range; a PROPFIND has
-    ``Depth: 0`` and a body of at most ``xml_limit`` bytes (its XML is looked at later)."""
+    """The plain request (:data:`METHODS`) whose head is ``buf[:end]`` (``end`` at its blank line),
+    or None when cheroot should answer. Anything unusual is cheroot's: this parser only has to be
+    right about the requests it accepts. GET, DELETE, MKCOL and MOVE have no body; none has a
+    condition or range; a PROPFIND has ``Depth: 0`` and a body of at most ``xml_limit`` bytes (its
+    XML is looked at later); a MOVE's Destination is on this host (:func:`_move_target`)."""
     lines = bytes(buf[:end]).split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[0] not in METHODS or parts[2] != b"HTTP/1.1":
