@@ -167,8 +167,12 @@ class VirtualFS:
         return await self.md.resolve(s.tenant.id, s.root_ino, parts, follow)
 
     @staticmethod
-    def _require(s: Session, real: Parts, perm: Perm) -> None:
-        if not s.policy.allows(paths.tenant_path(s.user.home, real), perm):
+    def _allows(s: Session, real: Parts, perm: Perm) -> bool:
+        return s.policy.allows(paths.tenant_path(s.user.home, real), perm)
+
+    @classmethod
+    def _require(cls, s: Session, real: Parts, perm: Perm) -> None:
+        if not cls._allows(s, real, perm):
             raise PermissionDenied(path=paths.to_client(real))
 
     @staticmethod
@@ -303,8 +307,7 @@ class VirtualFS:
         of any user covers the entry or its directory's membership."""
         try:
             r = await self._resolve(s, path, False, target=True)
-            if r.parent is None or not wanted(r.inode) \
-                    or not s.policy.allows(paths.tenant_path(s.user.home, r.real), perm):
+            if r.parent is None or not wanted(r.inode) or not self._allows(s, r.real, perm):
                 return False
             await self._unlocked(s, r.real, membership=True, strict=True)
         except OSError:
@@ -399,7 +402,7 @@ class VirtualFS:
             wanted = [(rs.real, Perm.RENAME), (rd.real, Perm.RENAME)]
             if existing is not None:
                 wanted.append((rd.real, Perm.OVERWRITE))
-            if not all(s.policy.allows(paths.tenant_path(s.user.home, real), perm) for real, perm in wanted):
+            if not all(self._allows(s, real, perm) for real, perm in wanted):
                 return None
             if source.kind == "dir" and any(s.policy.has_rules_below(paths.tenant_path(s.user.home, real))
                                             for real in (rs.real, rd.real)):
@@ -520,8 +523,7 @@ class VirtualFS:
         except OSError:
             return None
         inode = r.inode
-        if inode is None or inode.kind != "file" or inode.size > limit \
-                or not s.policy.allows(paths.tenant_path(s.user.home, r.real), Perm.DOWNLOAD):
+        if inode is None or inode.kind != "file" or inode.size > limit or not self._allows(s, r.real, Perm.DOWNLOAD):
             return None
         etag = EMPTY_SUMS.sha256
         reader = None
@@ -696,8 +698,7 @@ class VirtualFS:
         real = paths.split(path)
         r = await self.md.resolve(s.tenant.id, s.root_ino, real, False)
         perm = Perm.OVERWRITE if r.inode is not None else Perm.UPLOAD
-        if not s.policy.allows(paths.tenant_path(s.user.home, r.real), perm):
-            raise PermissionDenied(path=paths.to_client(r.real))
+        self._require(s, r.real, perm)
         where = paths.tenant_path(s.user.home, r.real)
         await self._lock_conflicts(s, where, depth, scope, paths.to_client(r.real))
         lifetime = _lock_lifetime(lifetime)
