@@ -45,7 +45,12 @@ log = structlog.get_logger("xferd.webdav")
 StartResponse = Callable[..., Any]
 XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "LOCK"})
 DAV_METHODS = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK"
-XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+def xml_parser() -> etree.XMLParser:
+    """A parser for request bodies: no entities resolved, no DTD, no network, no huge trees."""
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+XML_PARSER = xml_parser()  # the cheroot threads'
 
 
 def is_apple_metadata(path: str) -> bool:
@@ -177,19 +182,12 @@ class WebdavApp:
         except ValueError:
             self._audit(session, "", environ, "EINVAL", "bad Content-Length")
             return "400 Bad Request", "Bad Content-Length."
-        if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
-            self._audit(session, "", environ, "EINVAL", "XML body with a document type declaration")
-            return "400 Bad Request", "XML document type declarations are not accepted."
-        if body.strip():
-            try:
-                root = etree.fromstring(body, parser=XML_PARSER)
-            except etree.XMLSyntaxError as exc:
-                self._audit(session, "", environ, "EINVAL", f"malformed XML: {exc}")
-                return "400 Bad Request", "Malformed XML body."
-            info = root.getroottree().docinfo
-            if info.doctype or info.internalDTD is not None:  # e.g. a declaration in UTF-16
-                self._audit(session, "", environ, "EINVAL", "XML body with a document type declaration")
-                return "400 Bad Request", "XML document type declarations are not accepted."
+        try:
+            root = parse_xml(body, XML_PARSER)
+        except XmlRefused as exc:
+            self._audit(session, "", environ, "EINVAL", exc.detail)
+            return "400 Bad Request", exc.reply
+        if root is not None:
             environ["xferd.xml"] = root
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
@@ -214,6 +212,36 @@ def _dot_dot(environ: dict[str, Any]) -> bool:
     wsgidav would answer one that climbs above the root with an incomplete response)."""
     paths = [environ.get("PATH_INFO") or "", destination_path(environ) or ""]
     return any(".." in p.split("/") for p in paths)
+
+
+class XmlRefused(ValueError):
+    """An XML request body that is not accepted: ``detail`` for the audit event, ``reply`` for the client."""
+
+    def __init__(self, detail: str, reply: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.reply = reply
+
+
+def parse_xml(body: bytes, parser: etree.XMLParser) -> Any:
+    """The root element of an XML request body, None for an empty one; :class:`XmlRefused` for a
+    body with a document type declaration (looked for before parsing, and after it, for one the
+    byte scan cannot see, such as in UTF-16) or one that does not parse. ``parser`` resolves no
+    entities and loads no DTD; each thread that parses on its own (the event loop) has its own, as
+    lxml serialises the users of one parser."""
+    dtd = XmlRefused("XML body with a document type declaration", "XML document type declarations are not accepted.")
+    if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
+        raise dtd
+    if not body.strip():
+        return None
+    try:
+        root = etree.fromstring(body, parser=parser)
+    except etree.XMLSyntaxError as exc:
+        raise XmlRefused(f"malformed XML: {exc}", "Malformed XML body.") from exc
+    info = root.getroottree().docinfo
+    if info.doctype or info.internalDTD is not None:
+        raise dtd
+    return root
 
 
 def _respond(start_response: StartResponse, status: str, body: bytes,

@@ -21,6 +21,7 @@ from typing import Any
 from cheroot import wsgi
 
 from xferd.frontends.webdav.propfind import content_type, http_date
+from xferd.metadata.models import Inode
 from xferd.vfs.filesystem import EMPTY_SUMS, VirtualFS
 from xferd.vfs.session import Session
 from xferd.vfs.transfers import Download
@@ -59,7 +60,7 @@ class FileSpan:
             frontend.bridge.call(self.download.close, self.outcome)
 
 
-async def _open(vfs: VirtualFS, s: Session, path: str) -> tuple[Download, str | None] | None:
+async def _open(vfs: VirtualFS, s: Session, path: str) -> tuple[Download, str] | None:
     download = await vfs.open_read(s, path)
     if download.local_file() is None:
         await download.close("ok")
@@ -85,10 +86,14 @@ def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
     fd = download.local_file()
     assert fd is not None
     inode = download.inode
-    start_response("200 OK", [
-        ("Content-Type", content_type(path)), ("Content-Length", str(inode.size)), ("ETag", f'"{etag}"'),
-        ("Last-Modified", http_date(inode.mtime)), ("Accept-Ranges", "bytes")])
+    start_response("200 OK", file_headers(path, inode.size, inode, etag))
     return FileSpan(environ, download, fd, inode.size, frontend.config.block_size)
+
+
+def file_headers(path: str, size: int, inode: Inode, etag: str) -> list[tuple[str, str]]:
+    """The headers of a whole file's 200 answer of ``size`` bytes (here, and on the event loop)."""
+    return [("Content-Type", content_type(path)), ("Content-Length", str(size)), ("ETag", f'"{etag}"'),
+            ("Last-Modified", http_date(inode.mtime)), ("Accept-Ranges", "bytes")]
 
 
 class SendfileGateway(wsgi.Gateway_10):

@@ -48,15 +48,21 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import structlog
-from lxml import etree
 
 from xferd import eager
 from xferd.frontends.net import plain_ip
-from xferd.frontends.webdav import fastput, propfind
-from xferd.frontends.webdav.app import Frontend, is_apple_metadata, tls_required
+from xferd.frontends.webdav import fastget, fastput, propfind
+from xferd.frontends.webdav.app import (
+    Frontend,
+    XmlRefused,
+    is_apple_metadata,
+    parse_xml,
+    tls_required,
+    xml_parser,
+)
 from xferd.frontends.webdav.handover import HandBackServer, primed_makefile
 from xferd.frontends.webdav.logins import basic_credentials
-from xferd.frontends.webdav.propfind import content_type, http_date
+from xferd.frontends.webdav.propfind import http_date
 from xferd.frontends.webdav.provider import status_of
 from xferd.vfs.session import Session
 
@@ -71,15 +77,16 @@ NO_BODY = (b"GET", b"DELETE", b"MKCOL", b"MOVE")
 # A PROPFIND body up to this size is parsed on the loop (clients send a few hundred bytes); a larger
 # one, up to webdav.max_xml_bytes, is parsed in a cheroot thread, so no request holds the loop long.
 XML_ON_LOOP_MAX = 16 * 1024
-# The loop's own parser (as WebdavApp's: no entities resolved, no DTD, no network, no huge trees).
-_XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+# The loop's own parser: lxml serialises the users of one parser, and the loop must not wait for a
+# cheroot thread.
+_XML_PARSER = xml_parser()
 # fastput's headers for wsgidav (named as in a WSGI environ), and chunked bodies, which cheroot decodes.
 NOT_PLAIN = frozenset({key[5:].replace("_", "-").lower().encode() for key in fastput.NOT_PLAIN}
                       | {b"transfer-encoding"})
 
 
 class Request:
-    """A parsed request head that this module may answer (a plain PUT or GET)."""
+    """A parsed request head that this module may answer (see :func:`parse`)."""
 
     __slots__ = ("close", "continue_", "credentials", "destination", "head_end", "length", "method", "overwrite",
                  "path")
@@ -321,7 +328,7 @@ class HttpConnection(asyncio.Protocol):
     # -- requests ----------------------------------------------------------------------------------
 
     def _next(self, inside: bool = False) -> None:
-        """Look at the buffer: answer a complete plain PUT, hand anything else over, or wait.
+        """Look at the buffer: answer a complete plain request, hand anything else over, or wait.
         ``inside``: called from an answer (see :meth:`_start`)."""
         if self.transport is None or self.front.closing:
             return
@@ -430,10 +437,8 @@ class HttpConnection(asyncio.Protocol):
             return False
         inode, data, etag = found
         self.front.answered += 1
-        self._answer_with("200 OK", [
-            ("Content-Type", content_type(request.path)), ("Content-Length", str(len(data))),
-            ("ETag", f'"{etag}"'), ("Last-Modified", http_date(inode.mtime)), ("Accept-Ranges", "bytes"),
-            ("Date", http_date(time.time()))], data)
+        self._answer_with("200 OK", [*fastget.file_headers(request.path, len(data), inode, etag),
+                                     ("Date", http_date(time.time()))], data)
         return True
 
     async def _delete(self, request: Request) -> bool:
@@ -485,18 +490,10 @@ class HttpConnection(asyncio.Protocol):
         """Answer a PROPFIND of depth 0 (a client's stat) as :mod:`.propfind` does; False for
         anything it leaves to wsgidav (an XML body with a document type or that does not parse,
         ``propname``, a missing target, no permission), which answers and audits it."""
-        root = None
-        if body.strip():
-            upper = body.upper()
-            if b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:
-                return False
-            try:
-                root = etree.fromstring(body, parser=_XML_PARSER)
-            except etree.XMLSyntaxError:
-                return False
-            info = root.getroottree().docinfo
-            if info.doctype or info.internalDTD is not None:
-                return False
+        try:
+            root = parse_xml(body, _XML_PARSER)
+        except XmlRefused:
+            return False
         wanted = propfind.wanted(root)
         if wanted is None:
             return False
