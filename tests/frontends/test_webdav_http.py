@@ -302,6 +302,59 @@ class TestSmallPut:
         wait_for(shared, "webdav.bad_request", lambda e: e.get("error") == "path is not UTF-8")
 
 
+class TestSmallRequestsOnTheLoop:
+    """Over plain HTTP the event loop answers small GETs, depth-0 PROPFINDs, and plain DELETE, MKCOL
+    and MOVE itself; HTTPS goes through wsgidav. Both give the same answers and audit events, and
+    what the loop declines (a lock, a refusal) gets wsgidav's answer."""
+
+    def test_get_and_stat_as_over_https(self, shared: Daemon, client: httpx.Client, base: str) -> None:
+        """A small file's GET and its depth-0 PROPFIND (allprop and named) are the same over HTTP
+        and HTTPS, headers included (the dates aside)."""
+        data = os.urandom(10_000)
+        assert 201 == client.put(f"{base}/s.bin", content=data).status_code
+        named = (b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getcontentlength/><D:getetag/>'
+                 b"<D:nothing/></D:prop></D:propfind>")
+        answers = []
+        for tls in (False, True):
+            with dav(shared, tls=tls) as c:
+                got = c.get(f"{base}/s.bin")
+                headers = {k: v for k, v in got.headers.items() if k in ("content-type", "content-length", "etag",
+                                                                          "last-modified", "accept-ranges")}
+                stats = [c.request("PROPFIND", f"{base}/s.bin", content=body, headers={"Depth": "0"})
+                         for body in (b"", named)]
+                answers.append((got.status_code, got.content, headers,
+                                [(r.status_code, r.content) for r in stats]))
+        assert answers[0] == answers[1]
+        assert (200, data, f'"{hashlib.sha256(data).hexdigest()}"') == (
+            answers[0][0], answers[0][1], answers[0][2]["etag"])
+
+    def test_mkcol_move_delete(self, shared: Daemon, client: httpx.Client, base: str) -> None:
+        """MKCOL 201, MOVE 201 then 204 over a file, DELETE 204: each done, and audited once."""
+        assert 201 == client.request("MKCOL", f"{base}/d/").status_code
+        for name in ("a", "b"):
+            assert 201 == client.put(f"{base}/d/{name}", content=name.encode()).status_code
+        moved = client.request("MOVE", f"{base}/d/a", headers={"Destination": shared.dav_url(f"{base}/d/c")})
+        replaced = client.request("MOVE", f"{base}/d/c", headers={"Destination": f"{base}/d/b"})
+        deleted = client.request("DELETE", f"{base}/d/b")
+        assert (201, 201, 204, 204, 404) == (client.request("MKCOL", f"{base}/e").status_code, moved.status_code,
+                                             replaced.status_code, deleted.status_code,
+                                             client.get(f"{base}/d/b").status_code)
+        wait_for(shared, "fs.remove", lambda e: e.get("path") == f"{base}/d/b")
+        renames = [e for e in shared.events("fs.rename") if e.get("path", "").startswith(f"{base}/d/")]
+        mkdirs = [e for e in shared.events("fs.mkdir") if e.get("path") in (f"{base}/d/", f"{base}/e")]
+        assert (["ok", "ok"], ["ok", "ok"]) == ([e["outcome"] for e in renames], [e["outcome"] for e in mkdirs])
+
+    def test_locked_file_is_refused_by_wsgidav(self, client: httpx.Client, base: str) -> None:
+        """A locked file cannot be deleted or moved without its token (423); with it, it can."""
+        assert 201 == client.put(f"{base}/locked", content=b"x").status_code
+        lock = client.request("LOCK", f"{base}/locked", content=LOCK_BODY, headers={"Depth": "0"})
+        token = lock.headers["lock-token"]
+        refused = [client.request("DELETE", f"{base}/locked").status_code,
+                   client.request("MOVE", f"{base}/locked", headers={"Destination": f"{base}/other"}).status_code]
+        allowed = client.request("DELETE", f"{base}/locked", headers={"If": f"({token})"}).status_code
+        assert ([423, 423], 204, 404) == (refused, allowed, client.get(f"{base}/locked").status_code)
+
+
 class TestStreamedPut:
     """A PUT larger than one hop with a Content-Length is received straight from the socket, hop by
     hop; declined cases go to wsgidav, as for a small PUT."""
