@@ -328,6 +328,25 @@ class TestSmallRequestsOnTheLoop:
         assert (200, data, f'"{hashlib.sha256(data).hexdigest()}"') == (
             answers[0][0], answers[0][1], answers[0][2]["etag"])
 
+    def test_listing_as_over_https(self, shared: Daemon, client: httpx.Client, base: str) -> None:
+        """A directory's PROPFIND Depth 1 (allprop and named) is the same over HTTP and HTTPS."""
+        assert 201 == client.request("MKCOL", f"{base}/ls").status_code
+        for name in ("a b.txt", "ü.bin", "sub/"):
+            assert 201 == (client.request("MKCOL", f"{base}/ls/{name}") if name.endswith("/")
+                           else client.put(f"{base}/ls/{name}", content=name.encode())).status_code
+        named = (b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getcontentlength/><D:getetag/>'
+                 b"<D:resourcetype/></D:prop></D:propfind>")
+        answers = []
+        for tls in (False, True):
+            with dav(shared, tls=tls) as c:
+                listed = [c.request("PROPFIND", f"{base}/ls/", content=body, headers={"Depth": "1"})
+                          for body in (b"", named)]
+                answers.append([(r.status_code, r.content) for r in listed])
+        assert answers[0] == answers[1]
+        assert [207, 207] == [status for status, _ in answers[0]]
+        assert {f"{base}/ls/", f"{base}/ls/a b.txt", f"{base}/ls/ü.bin", f"{base}/ls/sub/"} == set(
+            propfind(client, f"{base}/ls/"))
+
     def test_mkcol_move_delete(self, shared: Daemon, client: httpx.Client, base: str) -> None:
         """MKCOL 201, MOVE 201 then 204 over a file, DELETE 204: each done, and audited once."""
         assert 201 == client.request("MKCOL", f"{base}/d/").status_code

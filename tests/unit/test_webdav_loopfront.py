@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +25,8 @@ from tests.support import free_port
 from xferd.auth import Authenticator, hash_password
 from xferd.config import Config
 from xferd.frontends.bridge import Bridge
-from xferd.frontends.webdav.loopfront import HEAD_MAX, XML_ON_LOOP_MAX, LoopFront, parse
+from xferd.frontends.webdav import loopfront, propfind
+from xferd.frontends.webdav.loopfront import HEAD_MAX, RENDER_ON_LOOP_MAX, XML_ON_LOOP_MAX, LoopFront, parse
 from xferd.frontends.webdav.server import WebdavFrontend
 from xferd.metadata.models import Perm, Quota
 from xferd.metadata.sql import SqlMetadataStore
@@ -190,16 +193,17 @@ class TestParse:
         """A GET that carries a body is cheroot's."""
         assert self.parsed(request_bytes("GET", "/f", body=b"xyz")) is None
 
-    def test_propfind_depth_0(self) -> None:
-        """A PROPFIND with Depth 0 and a body within max_xml_bytes is taken, a collection's path too."""
-        data = request_bytes("PROPFIND", "/d/", "Depth: 0", body=b"<x/>")
+    @pytest.mark.parametrize(("depth", "members"), [("0", False), ("1", True)])
+    def test_propfind_depth_0_and_1(self, depth: str, members: bool) -> None:
+        """A PROPFIND with Depth 0 or 1 and a body within max_xml_bytes is taken, a collection's path too."""
+        data = request_bytes("PROPFIND", "/d/", f"Depth: {depth}", body=b"<x/>")
         request = parse(data, data.find(b"\r\n\r\n"), BLOCK, 100)
         assert request is not None
-        assert (b"PROPFIND", "/d/", 4) == (request.method, request.path, request.length)
+        assert (b"PROPFIND", "/d/", 4, members) == (request.method, request.path, request.length, request.members)
 
-    @pytest.mark.parametrize("extra", [(), ("Depth: 1",), ("Depth: infinity",), ("Depth: 0", "If: (<urn:x>)")])
+    @pytest.mark.parametrize("extra", [(), ("Depth: infinity",), ("Depth: 2",), ("Depth: 0", "If: (<urn:x>)")])
     def test_propfinds_left_to_cheroot(self, extra: tuple[str, ...]) -> None:
-        """Without Depth 0 (a listing, or the default infinity), or with a condition: cheroot's."""
+        """Without Depth 0 or 1 (the default is infinity), or with a condition: cheroot's."""
         data = request_bytes("PROPFIND", "/d/", *extra)
         assert parse(data, data.find(b"\r\n\r\n"), BLOCK, 100) is None
 
@@ -319,6 +323,97 @@ class TestOnTheLoop:
             adopted = await back_on_the_loop(frontend, adopted)
         assert b'<D:getetag>"' + hashlib.sha256(b"stat me").hexdigest().encode() in answers[0]
         assert b"<D:collection/>" in answers[2] and b"404 Not Found" in answers[3]
+
+    @pytest.mark.parametrize("count", [3, RENDER_ON_LOOP_MAX + 2])
+    async def test_propfind_depth_1_is_answered_on_the_loop(self, frontend: WebdavFrontend, client: Client,
+                                                            count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A directory listing (PROPFIND Depth 1, allprop or named properties, with a dead property
+        and a lock among its members) is answered on the loop with the body cheroot gives the same
+        request; one of more than RENDER_ON_LOOP_MAX entries is rendered off the loop and sent in
+        chunks (here of about 4 KiB, so there are many), the same bytes."""
+        monkeypatch.setattr(loopfront, "STREAM_BYTES", 4096)
+        monkeypatch.setattr(propfind, "CHUNK", 1024)
+        await client.send(request_bytes("MKCOL", "/dir"))
+        assert (await client.response())[0] == 201
+        await client.send(request_bytes("MKCOL", "/dir/sub"))
+        assert (await client.response())[0] == 201
+        for i in range(count):
+            await client.send(put_bytes(f"/dir/f%20{i}.txt", f"file {i}".encode()))
+            assert (await client.response())[0] == 201
+        adopted = loop_front(frontend).adopted
+        patch = (b'<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop>'
+                 b"<Z:colour>blue &amp; green</Z:colour></D:prop></D:set></D:propertyupdate>")
+        await client.send(request_bytes("PROPPATCH", "/dir/f%200.txt", body=patch))
+        assert (await client.response())[0] == 207
+        adopted = await back_on_the_loop(frontend, adopted)
+        lock = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
+                b"<D:locktype><D:write/></D:locktype><D:owner>me</D:owner></D:lockinfo>")
+        await client.send(request_bytes("LOCK", "/dir/f%201.txt", "Timeout: Second-600", body=lock))
+        assert (await client.response())[0] == 200
+        adopted = await back_on_the_loop(frontend, adopted)
+        named = (b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:Z="urn:z"><D:prop>'
+                 b"<D:getcontentlength/><D:getetag/><D:resourcetype/><D:lockdiscovery/><Z:colour/></D:prop>"
+                 b"</D:propfind>")
+        answers = []
+        for body in (b"", named):
+            handed = loop_front(frontend).handed
+            await client.send(request_bytes("PROPFIND", "/dir/", "Depth: 1", body=body))
+            status, headers, got = await client.response_chunked()
+            assert (207, handed, count > RENDER_ON_LOOP_MAX) == (status, loop_front(frontend).handed,
+                                                                "content-length" not in headers)
+            answers.append(got)
+            await client.send(request_bytes("PROPFIND", "/dir/?via=cheroot", "Depth: 1", body=body))
+            status, _, theirs = await client.response_chunked()
+            # A lock's timeout is what is left of it: it may tick between the two answers.
+            assert (207, handed + 1, re.sub(rb"Second-\d+", b"", got)) == (
+                status, loop_front(frontend).handed, re.sub(rb"Second-\d+", b"", theirs))
+            adopted = await back_on_the_loop(frontend, adopted)
+        for got in answers:
+            assert (count + 2, 1, 1) == (got.count(b"<D:response>"), got.count(b"blue &amp; green"),
+                                         got.count(b">me</"))
+            assert b"<D:href>/dir/f%201.txt</D:href>" in got and b"<D:href>/dir/sub/</D:href>" in got
+        assert (2 if count > RENDER_ON_LOOP_MAX else 0) == loop_front(frontend).rendered
+
+    async def test_client_leaving_a_streamed_listing(self, frontend: WebdavFrontend, client: Client,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+        """A client that goes away while a large listing is streamed to it ends the stream: no more
+        of it is rendered, and the listener goes on serving others."""
+        monkeypatch.setattr(loopfront, "STREAM_BYTES", 1024)
+        monkeypatch.setattr(propfind, "CHUNK", 1024)
+        await client.send(request_bytes("MKCOL", "/big"))
+        assert (await client.response())[0] == 201
+        for i in range(RENDER_ON_LOOP_MAX + 1):
+            await client.send(put_bytes(f"/big/{i:04d}", b""))
+            assert (await client.response())[0] == 201
+        loop = asyncio.get_running_loop()
+        gathered = 0
+        real_gather = loopfront._gather
+
+        def gather(pieces: Any) -> bytes:
+            nonlocal gathered
+            gathered += 1
+            if gathered == 3:  # the client goes away while the third chunk is made
+                loop.call_soon_threadsafe(client.writer.transport.abort)
+                time.sleep(0.2)
+            return real_gather(pieces)
+
+        monkeypatch.setattr(loopfront, "_gather", gather)
+        (conn,) = loop_front(frontend).connections
+        await client.send(request_bytes("PROPFIND", "/big/", "Depth: 1"))
+        for _ in range(250):
+            if not loop_front(frontend).connections and conn.task is None:
+                break
+            await asyncio.sleep(0.02)
+        assert (0, 1) == (len(loop_front(frontend).connections), loop_front(frontend).rendered)
+        assert gathered <= 4  # of more than 50 chunks
+        monkeypatch.setattr(loopfront, "_gather", real_gather)
+        other = await Client.connect(frontend)
+        try:
+            await other.send(request_bytes("PROPFIND", "/big/", "Depth: 1"))
+            status, _, body = await other.response_chunked()
+            assert (207, RENDER_ON_LOOP_MAX + 2) == (status, body.count(b"<D:response>"))
+        finally:
+            await other.close()
 
     async def test_delete_of_a_file_is_answered_on_the_loop(self, frontend: WebdavFrontend, client: Client,
                                                             vfs: VirtualFS, md: SqlMetadataStore,

@@ -3,18 +3,21 @@
 Every connection of the plain listener starts here. A request this module can answer whole is
 answered on the loop, where the VirtualFS lives, with no thread hand-off: today that is a plain
 PUT of at most one hop (``block_size``), a plain GET of a file of at most 256 KiB, a PROPFIND of
-depth 0 (a client's stat), the DELETE of a file, the MKCOL of a new collection and a plain MOVE:
-the many-small-files cases, where cheroot's parsing, the hand-over and the bridge cost more than
-the work itself.
+depth 0 or 1 (a client's stat or a directory listing), the DELETE of a file, the MKCOL of a new
+collection and a plain MOVE: the many-small-files cases, where cheroot's parsing, the hand-over
+and the bridge cost more than the work itself.
 
 A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions, ranges, encodings
 or lock tokens, no ``Expect`` but ``100-continue``, authenticated Basic credentials
 (:mod:`.logins`), and the VirtualFS declines any path under a lock. A GET has no body, conditions
 or range, and answers with :mod:`.fastget`'s headers; the VirtualFS declines anything but a small
 file the user may read (:meth:`~xferd.vfs.filesystem.VirtualFS.read_whole`). A PROPFIND has
-``Depth: 0``, a body of at most 16 KiB that parses without a document type (or none), and asks for
-``allprop`` or named properties; :mod:`.propfind` gathers and renders the answer, and everything
-it leaves to wsgidav (``propname``, a missing target, no permission) is handed over. A DELETE has
+``Depth: 0`` or ``1``, a body of at most 16 KiB that parses without a document type (or none), and
+asks for ``allprop`` or named properties; :mod:`.propfind` gathers the answer in one call and
+renders it, on the loop for up to 128 entries and for more in a thread of the listener's own, in
+chunks sent as they are made, so that a large directory neither holds the loop nor sits whole in
+memory; everything it leaves to wsgidav (``propname``, a
+missing target, no permission) is handed over. A DELETE has
 no body, and the VirtualFS declines anything but a file or link the user may delete with no lock
 of anyone on it (:meth:`~xferd.vfs.filesystem.VirtualFS.remove_plain`); a MKCOL likewise has no
 body, and anything but a new directory in an unlocked one is declined
@@ -38,12 +41,13 @@ and then failed (quota, storage) is answered here, with the status wsgidav would
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import http
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -77,6 +81,11 @@ NO_BODY = (b"GET", b"DELETE", b"MKCOL", b"MOVE")
 # A PROPFIND body up to this size is parsed on the loop (clients send a few hundred bytes); a larger
 # one, up to webdav.max_xml_bytes, is parsed in a cheroot thread, so no request holds the loop long.
 XML_ON_LOOP_MAX = 16 * 1024
+# A PROPFIND answer of up to this many entries is rendered on the loop (a few us each); a larger
+# one in a thread of the listener's own, while the loop goes on serving others, and sent in chunks
+# of about STREAM_BYTES, each made while the one before is being sent.
+RENDER_ON_LOOP_MAX = 128
+STREAM_BYTES = 1024 * 1024
 # The loop's own parser: lxml serialises the users of one parser, and the loop must not wait for a
 # cheroot thread.
 _XML_PARSER = xml_parser()
@@ -88,12 +97,14 @@ NOT_PLAIN = frozenset({key[5:].replace("_", "-").lower().encode() for key in fas
 class Request:
     """A parsed request head that this module may answer (see :func:`parse`)."""
 
-    __slots__ = ("close", "continue_", "credentials", "destination", "head_end", "length", "method", "overwrite",
-                 "path")
+    __slots__ = ("close", "continue_", "credentials", "destination", "head_end", "length", "members", "method",
+                 "overwrite", "path")
 
     def __init__(self, path: str, length: int, credentials: tuple[str, str], close: bool, continue_: bool,
-                 head_end: int, method: bytes = b"PUT", destination: str = "", overwrite: bool = True) -> None:
+                 head_end: int, method: bytes = b"PUT", destination: str = "", overwrite: bool = True,
+                 members: bool = False) -> None:
         self.method = method
+        self.members = members  # PROPFIND: Depth 1
         self.destination = destination  # MOVE: the Destination's path, decoded
         self.overwrite = overwrite  # MOVE: the Overwrite header (T, the default, or F)
         self.path = path
@@ -112,7 +123,7 @@ def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0)
     """The plain request (:data:`METHODS`) whose head is ``buf[:end]`` (``end`` at its blank line),
     or None when cheroot should answer. Anything unusual is cheroot's: this parser only has to be
     right about the requests it accepts. GET, DELETE, MKCOL and MOVE have no body; none has a
-    condition or range; a PROPFIND has ``Depth: 0`` and a body of at most ``xml_limit`` bytes (its
+    condition or range; a PROPFIND has ``Depth: 0`` or ``1`` and a body of at most ``xml_limit`` bytes (its
     XML is looked at later); a MOVE's Destination is on this host (:func:`_move_target`)."""
     lines = bytes(buf[:end]).split(b"\r\n")
     parts = lines[0].split(b" ")
@@ -131,7 +142,7 @@ def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0)
     length_text = headers.get(b"content-length", b"" if method == b"PUT" else b"0")
     if not length_text.isdigit() or b"host" not in headers or (method in NO_BODY and int(length_text)):
         return None
-    if method == b"PROPFIND" and (headers.get(b"depth") != b"0" or int(length_text) > xml_limit):
+    if method == b"PROPFIND" and (headers.get(b"depth") not in (b"0", b"1") or int(length_text) > xml_limit):
         return None
     expect = headers.get(b"expect", b"").lower()
     if expect not in (b"", b"100-continue"):
@@ -159,7 +170,19 @@ def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0)
         destination, overwrite = moved
     close = headers.get(b"connection", b"").lower() == b"close"
     return Request(path, length, credentials, close, expect == b"100-continue", end + 4, method, destination,
-                   overwrite)
+                   overwrite, headers.get(b"depth") == b"1")
+
+
+def _gather(pieces: Iterator[bytes]) -> bytes:
+    """The next :data:`STREAM_BYTES` or so of ``pieces`` (b"" at their end)."""
+    out = []
+    size = 0
+    for piece in pieces:
+        out.append(piece)
+        size += len(piece)
+        if size >= STREAM_BYTES:
+            break
+    return b"".join(out)
 
 
 def _move_target(headers: dict[bytes, bytes]) -> tuple[str, bool] | None:
@@ -200,6 +223,9 @@ class LoopFront:
         self.answered = 0  # requests answered on the loop
         self.handed = 0  # connections handed to cheroot
         self.adopted = 0  # connections taken back from it
+        self.rendered = 0  # PROPFIND answers rendered off the loop
+        # Renders large PROPFIND answers (a thread like cheroot's would, off the loop).
+        self.renderer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xferd-webdav-render")
         cheroot_server.front = self
 
     async def listen(self, sock: socket.socket) -> None:
@@ -254,6 +280,7 @@ class LoopFront:
             conn.abort()
         if self.background:
             await asyncio.wait(list(self.background), timeout=max(deadline - time.monotonic(), 1.0))
+        self.renderer.shutdown(wait=False)
 
 
 class HttpConnection(asyncio.Protocol):
@@ -487,7 +514,7 @@ class HttpConnection(asyncio.Protocol):
         return True
 
     async def _propfind(self, request: Request, body: bytes) -> bool:
-        """Answer a PROPFIND of depth 0 (a client's stat) as :mod:`.propfind` does; False for
+        """Answer a PROPFIND of depth 0 or 1 as :mod:`.propfind` does; False for
         anything it leaves to wsgidav (an XML body with a document type or that does not parse,
         ``propname``, a missing target, no permission), which answers and audits it."""
         try:
@@ -501,15 +528,39 @@ class HttpConnection(asyncio.Protocol):
         if session is None:
             return True
         try:
-            listing = await propfind.Listing.load(self.front.shared.vfs, session, request.path, False, wanted)
+            listing = await propfind.Listing.load(self.front.shared.vfs, session, request.path, request.members,
+                                                  wanted)
         except OSError:
             return False
-        answer = b"".join(listing.render())
         self.front.answered += 1
-        self._answer_with("207 Multi-Status", [
-            ("Content-Type", 'application/xml; charset="utf-8"'), ("Content-Length", str(len(answer))),
-            ("Date", http_date(time.time()))], answer)
+        headers = [("Content-Type", 'application/xml; charset="utf-8"'), ("Date", http_date(time.time()))]
+        if len(listing.entries) > RENDER_ON_LOOP_MAX:
+            await self._stream("207 Multi-Status", headers, listing.render())
+            return True
+        answer = b"".join(listing.render())
+        self._answer_with("207 Multi-Status", [*headers, ("Content-Length", str(len(answer)))], answer)
         return True
+
+    async def _stream(self, status: str, headers: list[tuple[str, str]], pieces: Iterator[bytes]) -> None:
+        """A chunked answer whose ``pieces`` are made in the render thread, about
+        :data:`STREAM_BYTES` at a time, each while the one before is being sent: a large answer
+        is never whole in memory, and stops being made when the client goes away."""
+        self.front.rendered += 1
+        self._answer_with(status, [*headers, ("Transfer-Encoding", "chunked")])
+        loop = asyncio.get_running_loop()
+        ahead = loop.run_in_executor(self.front.renderer, _gather, pieces)
+        while True:
+            data = await ahead
+            if self.transport is None:
+                return
+            if not data:
+                self._send(b"0\r\n\r\n")
+                return
+            self._send(b"%x\r\n%b\r\n" % (len(data), data))
+            ahead = loop.run_in_executor(self.front.renderer, _gather, pieces)
+            if self.transport.get_write_buffer_size():
+                assert self.drained is not None
+                await self.drained
 
     async def _put(self, request: Request, body: bytes) -> bool:
         """Answer the PUT; False when the VirtualFS declined it before anything changed."""
