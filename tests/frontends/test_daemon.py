@@ -34,6 +34,12 @@ class TestStartup:
         assert "host key ssh-ed25519 SHA256:" in text and "host key ssh-rsa SHA256:" in text
         assert "xferd user add NAME --password-stdin" in text
 
+    def test_what_lives_as_long_as_the_daemon_is_out_of_the_collectors_sight(self, daemon: Daemon) -> None:
+        """Once started, the daemon freezes what exists (modules, frontends) out of the cyclic
+        garbage collector's full collections, and says how many objects that was."""
+        started = daemon.wait_event("daemon.started")
+        assert started["frozen"] > 10_000
+
     def test_port_in_use_is_a_clear_failure(self, tmp_path: Path) -> None:
         """When the port is taken, serve exits non-zero and says which port."""
         daemon = Daemon(tmp_path)
