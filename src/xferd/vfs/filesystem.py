@@ -170,6 +170,12 @@ class VirtualFS:
     def _allows(s: Session, real: Parts, perm: Perm) -> bool:
         return s.policy.allows(paths.tenant_path(s.user.home, real), perm)
 
+    @staticmethod
+    def _rules_inside(s: Session, real: Parts) -> bool:
+        """Whether a permission rule applies below ``real`` (a directory moved there would carry
+        entries out of its rule, or under another)."""
+        return s.policy.has_rules_below(paths.tenant_path(s.user.home, real))
+
     @classmethod
     def _require(cls, s: Session, real: Parts, perm: Perm) -> None:
         if not cls._allows(s, real, perm):
@@ -370,7 +376,7 @@ class VirtualFS:
             self._require(s, rd.real, Perm.OVERWRITE)
         if source.kind == "dir":
             for real in (rs.real, rd.real):
-                if s.policy.has_rules_below(paths.tenant_path(s.user.home, real)):
+                if self._rules_inside(s, real):
                     raise PermissionDenied("Directory has permission rules inside it", path=paths.to_client(real))
         found = await self._unlocked(s, rs.real, membership=True, below=source.kind == "dir")
         replaced = await self._unlocked(s, rd.real, membership=True, below=rd.inode is not None)
@@ -404,8 +410,7 @@ class VirtualFS:
                 wanted.append((rd.real, Perm.OVERWRITE))
             if not all(self._allows(s, real, perm) for real, perm in wanted):
                 return None
-            if source.kind == "dir" and any(s.policy.has_rules_below(paths.tenant_path(s.user.home, real))
-                                            for real in (rs.real, rd.real)):
+            if source.kind == "dir" and any(self._rules_inside(s, real) for real in (rs.real, rd.real)):
                 return None
             await self._unlocked(s, rs.real, membership=True, below=source.kind == "dir", strict=True)
             await self._unlocked(s, rd.real, membership=True, below=existing is not None, strict=True)

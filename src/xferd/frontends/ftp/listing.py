@@ -110,13 +110,20 @@ def mlsd_lines(real: Parts, entries: Iterable[tuple[str, Inode]], facts: Sequenc
         return
     for name, inode in entries:
         if shared is not None and "perm" in facts:
-            perm = shared.get(inode.kind)
-            if perm is None:
-                perm = shared[inode.kind] = perm_fact(session, (*real, name), inode.kind)
+            perm = _kind_perm(shared, session, real, name, inode.kind)
             line = mlsx_facts(name, (*real, name), inode, facts, session, perm)
         else:
             line = mlsx_facts(name, (*real, name), inode, facts, session)
         yield f"{line} {name}\r\n".encode("utf-8", "surrogateescape")
+
+
+def _kind_perm(shared: dict[str, str], session: Session, real: Parts, name: str, kind: str) -> str:
+    """The perm fact of an entry of ``kind`` in a directory with no rule below it: the same for
+    every entry of that kind, looked up once (``shared`` keeps it)."""
+    perm = shared.get(kind)
+    if perm is None:
+        perm = shared[kind] = perm_fact(session, (*real, name), kind)
+    return perm
 
 
 def _all_facts_lines(real: Parts, entries: Iterable[tuple[str, Inode]], session: Session,
@@ -128,9 +135,7 @@ def _all_facts_lines(real: Parts, entries: Iterable[tuple[str, Inode]], session:
     unique = f"{session.tenant.id:x}g"
     modified: dict[int, str] = {}
     for name, inode in entries:
-        perm = perms.get(inode.kind)
-        if perm is None:
-            perm = perms[inode.kind] = perm_fact(session, (*real, name), inode.kind)
+        perm = _kind_perm(perms, session, real, name, inode.kind)
         second = int(max(inode.mtime, 0))
         modify = modified.get(second)
         if modify is None:

@@ -9,17 +9,17 @@ and the bridge cost more than the work itself.
 
 A PUT follows :mod:`.fastput`'s rules: a ``Content-Length`` body, no conditions, ranges, encodings
 or lock tokens, no ``Expect`` but ``100-continue``, authenticated Basic credentials
-(:mod:`.logins`), and the VirtualFS declines any path under a lock. A GET has no body, conditions
-or range, and answers with :mod:`.fastget`'s headers; the VirtualFS declines anything but a small
-file the user may read (:meth:`~xferd.vfs.filesystem.VirtualFS.read_whole`). A PROPFIND has
-``Depth: 0`` or ``1``, a body of at most 16 KiB that parses without a document type (or none), and
-asks for ``allprop`` or named properties; :mod:`.propfind` gathers the answer in one call and
-renders it, on the loop for up to 128 entries and for more in a thread of the listener's own, so
-that a large directory does not hold the loop; everything it leaves to wsgidav (``propname``, a
-missing target, no permission) is handed over. A DELETE has
-no body, and the VirtualFS declines anything but a file or link the user may delete with no lock
-of anyone on it (:meth:`~xferd.vfs.filesystem.VirtualFS.remove_plain`); a MKCOL likewise has no
-body, and anything but a new directory in an unlocked one is declined
+(:mod:`.logins`), and the VirtualFS declines any path under a lock. A GET has no body, conditions or
+range, and answers with :mod:`.fastget`'s headers; the VirtualFS declines anything but a small file
+the user may read (:meth:`~xferd.vfs.filesystem.VirtualFS.read_whole`). A PROPFIND has ``Depth: 0``
+or ``1``, a body of at most 16 KiB that parses without a document type (or none), and asks for
+``allprop`` or named properties; :mod:`.propfind` gathers the answer in one call and renders it, on
+the loop for up to 128 entries and for more in a thread of the listener's own, so that a large
+directory does not hold the loop; everything it leaves to wsgidav (``propname``, a missing target,
+no permission) is handed over. A DELETE has no body, and the VirtualFS declines anything but a file
+or link the user may delete with no lock of anyone on it
+(:meth:`~xferd.vfs.filesystem.VirtualFS.remove_plain`); a MKCOL likewise has no body, and anything
+but a new directory in an unlocked one is declined
 (:meth:`~xferd.vfs.filesystem.VirtualFS.mkdir_plain`). A MOVE has no body, a Destination on this
 host, no lock of anyone on either side, and does not replace a collection or keep an existing
 destination (:meth:`~xferd.vfs.filesystem.VirtualFS.rename_plain`).
@@ -46,7 +46,7 @@ import http
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -171,11 +171,6 @@ def parse(buf: bytes | bytearray, end: int, block_size: int, xml_limit: int = 0)
     close = headers.get(b"connection", b"").lower() == b"close"
     return Request(path, length, credentials, close, expect == b"100-continue", end + 4, method, destination,
                    overwrite, headers.get(b"depth") == b"1")
-
-
-def _whole(pieces: Iterator[bytes]) -> bytes:
-    """A rendered answer, joined (in the render thread)."""
-    return b"".join(pieces)
 
 
 def _move_target(headers: dict[bytes, bytes]) -> tuple[str, bool] | None:
@@ -527,7 +522,7 @@ class HttpConnection(asyncio.Protocol):
             return False
         if len(listing.entries) > RENDER_ON_LOOP_MAX:
             self.front.rendered += 1
-            answer = await asyncio.get_running_loop().run_in_executor(self.front.renderer, _whole, listing.render())
+            answer = await asyncio.get_running_loop().run_in_executor(self.front.renderer, b"".join, listing.render())
         else:
             answer = b"".join(listing.render())
         self.front.answered += 1
