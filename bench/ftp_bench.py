@@ -1,7 +1,10 @@
 """FTP benchmark: xferd against vsftpd, plain FTP and explicit FTPS, side by side, in one run.
 
 Both servers run on loopback with their files on a fresh tmpfs directory and the same certificate,
-and both are driven by the same client, curl, so only the server differs:
+and both are driven by the same client, curl, so only the server differs. A bare pyftpdlib server
+(``ftp_reference.py``: the library xferd's FTP frontend is built on, serving a plain directory)
+runs beside them as a reference unless ``--no-reference``; its column shows how much of xferd's
+distance to vsftpd is the library's own. The goals compare xferd with vsftpd only.
 
 - a 1 GiB upload and download (``curl -T`` / ``curl -o /dev/null``; the first download is
   compared with the source);
@@ -59,7 +62,7 @@ PORT_RANGE = (20000, 32000)  # ports above 32767 are the kernel's ephemeral rang
 PASSWORD = "bench password"  # noqa: S105 - a throwaway user on a loopback-only test server
 GROUPS = ("upload", "download", "small", "list")
 MODES = ("plain", "ftps")
-XFERD, VSFTPD = "xferd", "vsftpd"
+XFERD, VSFTPD, PYFTPDLIB = "xferd", "vsftpd", "pyftpdlib"
 # (group, goal kind, goal) per mode: the issue's goals, xferd/vsftpd in the same run.
 GOALS = {("upload", "plain"): ("min", 0.9), ("download", "plain"): ("min", 0.9),
          ("upload", "ftps"): ("min", 1.5), ("download", "ftps"): ("min", 1.5),
@@ -162,6 +165,26 @@ def start_xferd(work: Path, ports: Ports, cert: Path, key: Path, overrides: Sequ
         proc = subprocess.Popen([sys.executable, "-m", "xferd", "serve", "--config", str(config)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base)
     server = Server(XFERD, port, "bench", PASSWORD, "", proc, log_path)
+    wait_ready(server)
+    return server
+
+
+def start_pyftpdlib(work: Path, ports: Ports, cert: Path, key: Path) -> Server:
+    """The bare pyftpdlib reference (ftp_reference.py) over a plain directory."""
+    base = work / "pyftpdlib"
+    root = base / "root"
+    root.mkdir(parents=True)
+    port, passive = ports.take(), ports.take(100)
+    log_path = base / "stderr.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("ftp_reference.py")),
+                                 "--port", str(port), "--passive", f"{passive}-{passive + 99}", "--root", str(root),
+                                 "--cert", str(cert), "--key", str(key), "--user", "bench", "--password-stdin"],
+                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=base)
+    assert proc.stdin is not None
+    proc.stdin.write(PASSWORD.encode() + b"\n")
+    proc.stdin.close()
+    server = Server(PYFTPDLIB, port, "bench", PASSWORD, "", proc, log_path)
     wait_ready(server)
     return server
 
@@ -344,14 +367,16 @@ _EMPTY = _Empty()
 
 
 def interleaved(servers: Sequence[Server], round_no: int) -> Iterator[Server]:
-    """xferd first in even rounds, vsftpd first in odd ones."""
+    """xferd first in even rounds, last in odd ones."""
     yield from (servers if round_no % 2 == 0 else list(reversed(servers)))
 
 
 def report(bench: Bench, tls_versions: dict[str, str]) -> dict[str, Any]:
     labels = {"upload": "upload MB/s", "download": "download MB/s", "small": f"{bench.args.files} x 4 KiB files/s",
               "list": f"LIST {bench.args.entries} entries, s"}
-    print(f"\n{'metric':<34} {XFERD:>10} {VSFTPD:>10} {'ratio':>7}  goal")
+    reference = any(server == PYFTPDLIB for _, _, server in bench.samples)
+    print(f"\n{'metric':<34} {XFERD:>10} {VSFTPD:>10} {'ratio':>7}  {'goal':<18}"
+          + (f" {PYFTPDLIB:>10} {'its ratio':>9}" if reference else ""))
     rows = []
     for mode in bench.args.modes:
         for group in bench.args.only:
@@ -365,13 +390,25 @@ def report(bench: Bench, tls_versions: dict[str, str]) -> dict[str, Any]:
             verdict = "" if not kind else ("ok" if (ratio >= goal if kind == "min" else ratio <= goal) else "MISSED")
             goal_text = "" if not kind else (f">= {goal:g}" if kind == "min" else f"time <= {goal:g}x")
             name = f"{'FTPS' if mode == 'ftps' else 'FTP'} {labels[group]}"
-            print(f"{name:<34} {a:>10.3f} {b:>10.3f} {ratio:>7.2f}  {goal_text} {verdict}")
-            rows.append({"metric": name, XFERD: a, VSFTPD: b, "ratio": ratio, "goal": goal_text,
-                         "verdict": verdict, "samples": {XFERD: ours, VSFTPD: theirs}})
+            row: dict[str, Any] = {"metric": name, XFERD: a, VSFTPD: b, "ratio": ratio, "goal": goal_text,
+                                   "verdict": verdict, "samples": {XFERD: ours, VSFTPD: theirs}}
+            line = f"{name:<34} {a:>10.3f} {b:>10.3f} {ratio:>7.2f}  {(goal_text + ' ' + verdict).strip():<18}"
+            if refs := bench.samples.get((group, mode, PYFTPDLIB)):
+                # The reference against vsftpd, the same way round as xferd's ratio (no goal).
+                r = statistics.median(refs)
+                row.update({PYFTPDLIB: r, "reference_ratio": r / b})
+                row["samples"][PYFTPDLIB] = refs
+                line += f" {r:>10.3f} {r / b:>9.2f}"
+            print(line)
+            rows.append(row)
     if bench.mlsd:
         print(f"{'FTP MLSD ' + str(bench.args.entries) + ' entries, s':<34} {statistics.median(bench.mlsd):>10.3f}"
               f" {'n/a':>10}  (vsftpd has no MLSD)")
-    print(f"\nTLS: xferd {tls_versions.get(XFERD, '?')}; vsftpd {tls_versions.get(VSFTPD, '?')}")
+    if tls_versions:
+        print("\nTLS: " + "; ".join(f"{name} {version}" for name, version in tls_versions.items()))
+    if reference:
+        print(f"{PYFTPDLIB}: bare pyftpdlib over a plain directory (ftp_reference.py), the library xferd's FTP "
+              "frontend is built on; its ratio is against vsftpd, no goal")
     print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     return {"rows": rows, "mlsd_seconds": bench.mlsd, "tls": tls_versions}
 
@@ -395,6 +432,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--xferd-set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--no-reference", dest="reference", action="store_false",
+                   help="leave out the bare pyftpdlib reference server")
     args = p.parse_args(argv)
     args.only = [g for g in args.only.split(",") if g]
     args.modes = [m for m in args.modes.split(",") if m]
@@ -426,8 +465,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (work / "small" / f"f{i:05d}").write_bytes(os.urandom(4096))
         cert, key = make_certificate(work)
         ports = Ports()
-        servers = [start_xferd(work, ports, cert, key, args.xferd_set), start_vsftpd(work, ports, cert, key,
-                                                                                    args.vsftpd)]
+        servers = [start_xferd(work, ports, cert, key, args.xferd_set),
+                   start_vsftpd(work, ports, cert, key, args.vsftpd)]
+        if args.reference:
+            servers.append(start_pyftpdlib(work, ports, cert, key))
         bench = Bench(args, work, Curl(work))
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         if "list" in args.only:
