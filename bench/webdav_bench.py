@@ -15,8 +15,12 @@ driven by the same clients, so only the server differs:
   straight into its root, for xferd over SFTP (its tree lives in its metadata store, so files made
   behind its back would not exist).
 
-Runs are interleaved (xferd, nginx, then nginx, xferd, ...) so that noise from other work on a
-shared machine hits both alike. Run as root from the repository root (nginx's workers run as root so
+A bare wsgidav server (``webdav_reference.py``: the library xferd's WebDAV frontend is built on,
+under cheroot, over a plain directory) runs beside them as a reference unless ``--servers`` leaves
+it out; its column shows how far wsgidav itself gets. The goals compare xferd with nginx only.
+
+Runs are interleaved (xferd, nginx, wsgidav, then the reverse, ...) so that noise from other work
+on a shared machine hits all alike. Run as root from the repository root (nginx's workers run as root so
 that they may write into the tmpfs directory)::
 
     .venv/bin/python bench/webdav_bench.py
@@ -69,8 +73,8 @@ SMALL_FILE_BYTES = 4096
 USER = "bench"
 PASSWORD = "bench password"  # noqa: S105 - a throwaway user on a loopback-only test server
 GROUPS = ("upload", "download", "small", "small_get", "propfind")
-XFERD, NGINX = "xferd", "nginx"
-SERVER_NAMES = (XFERD, NGINX)
+XFERD, NGINX, WSGIDAV = "xferd", "nginx", "wsgidav"
+SERVER_NAMES = (XFERD, NGINX, WSGIDAV)
 # group: (goal kind, goal), xferd/nginx in the same run; "max" is on time (lower is better).
 GOALS = {"upload": ("min", 1.5), "download": ("min", 0.9), "small": ("min", 0.5), "propfind": ("max", 4.0)}
 PROPFIND_TRIES = 3  # PROPFINDs per server and round; their median is the round's sample
@@ -277,6 +281,25 @@ http {{
 """
 
 
+def start_wsgidav(work: Path, ports: set[int]) -> tuple[Server, Path]:
+    """The bare wsgidav reference (webdav_reference.py) over a plain directory; returns it and its root."""
+    base = work / "wsgidav"
+    root = base / "root"
+    root.mkdir(parents=True)
+    port = free_port(ports)
+    log_path = base / "stderr.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("webdav_reference.py")),
+                                 "--port", str(port), "--root", str(root), "--user", USER, "--password-stdin"],
+                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=base)
+    assert proc.stdin is not None
+    proc.stdin.write(PASSWORD.encode() + b"\n")
+    proc.stdin.close()
+    server = Server(WSGIDAV, port, proc, log_path)
+    wait_ready(server)
+    return server, root
+
+
 def start_nginx(work: Path, ports: set[int], args: argparse.Namespace) -> tuple[Server, Path]:
     features = nginx_features(args.nginx)
     module = find_dav_ext(args.dav_ext)
@@ -372,7 +395,7 @@ class Bench:
     args: argparse.Namespace
     work: Path
     servers: list[Server]
-    nginx_root: Path | None
+    roots: dict[str, Path]  # the directories nginx and wsgidav serve, by server name
     metrics: dict[str, Metric] = field(default_factory=dict)
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -477,9 +500,8 @@ class Bench:
 
     def populate(self, server: Server) -> None:
         started = time.perf_counter()
-        if server.name == NGINX:
-            assert self.nginx_root is not None
-            folder = self.nginx_root / "many"
+        if server.name in self.roots:
+            folder = self.roots[server.name] / "many"
             folder.mkdir()
             for i in range(self.args.entries):
                 (folder / f"e{i:06d}").touch()
@@ -523,7 +545,7 @@ class Bench:
 
 
 def interleaved(servers: Sequence[Server], round_no: int) -> Iterator[Server]:
-    """xferd first in even rounds, nginx first in odd ones."""
+    """xferd first in even rounds, last in odd ones."""
     yield from (servers if round_no % 2 == 0 else list(reversed(servers)))
 
 
@@ -544,22 +566,33 @@ def results(bench: Bench) -> list[dict[str, Any]]:
         if key not in bench.metrics:
             continue
         metric, samples = bench.metrics[key], bench.samples[key]
-        ours, theirs = (statistics.median(samples[n]) if samples[n] else None for n in SERVER_NAMES)
+        ours, theirs, ref = (statistics.median(samples[n]) if samples[n] else None for n in SERVER_NAMES)
         ratio = ours / theirs if ours is not None and theirs else None
         rows.append({"metric": key, "label": metric.label, "unit": metric.unit, "samples": samples,
-                     "value": {XFERD: ours, NGINX: theirs}, "ratio": ratio, "goal": metric.goal_text() or None,
-                     "pass": metric.passes(ratio) if ratio is not None else None})
+                     "value": {XFERD: ours, NGINX: theirs, WSGIDAV: ref}, "ratio": ratio,
+                     "goal": metric.goal_text() or None, "pass": metric.passes(ratio) if ratio is not None else None,
+                     # the reference against nginx, the same way round (no goal)
+                     "reference_ratio": ref / theirs if ref is not None and theirs else None})
     return rows
 
 
 def render_table(rows: Sequence[dict[str, Any]]) -> str:
+    reference = any(row["value"][WSGIDAV] is not None for row in rows)
     header = ["metric", "unit", XFERD, NGINX, "ratio (xferd/nginx)", "goal", "met"]
+    if reference:
+        header += [WSGIDAV, "its ratio"]
     lines = [header]
     for row in rows:
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}" + (" (time)" if row["unit"] == "s" else "")
+        time_ratio = " (time)" if row["unit"] == "s" else ""
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}{time_ratio}"
         met = {True: "yes", False: "NO", None: ""}[row["pass"]]
-        lines.append([row["label"], row["unit"], fmt(row["value"][XFERD], row["unit"]),
-                      fmt(row["value"][NGINX], row["unit"]), ratio, row["goal"] or "", met])
+        line = [row["label"], row["unit"], fmt(row["value"][XFERD], row["unit"]),
+                fmt(row["value"][NGINX], row["unit"]), ratio, row["goal"] or "", met]
+        if reference:
+            ref_ratio = row["reference_ratio"]
+            line += [fmt(row["value"][WSGIDAV], row["unit"]),
+                     "-" if ref_ratio is None else f"{ref_ratio:.2f}{time_ratio}"]
+        lines.append(line)
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     out = [" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in lines]
     out.insert(1, "-+-".join("-" * w for w in widths))
@@ -577,10 +610,14 @@ def print_results(bench: Bench, rows: Sequence[dict[str, Any]]) -> None:
         if any(counts):
             print(f"  {server}: the small PUTs' connection was reopened {sum(counts)} time(s) (server closed it)")
     for server, seconds in bench.info.get("populate_seconds", {}).items():
-        how = "files written into its root" if server == NGINX else f"SFTP, {POPULATE_CONCURRENCY} requests in flight"
+        how = ("files written into its root" if server != XFERD
+               else f"SFTP, {POPULATE_CONCURRENCY} requests in flight")
         print(f"  {server}: making the {args.entries} listed entries (untimed, {how}) took {seconds:.1f} s")
     print("\nGoals: PUT ratio >= 1.5, GET ratio >= 0.9, small PUTs ratio >= 0.5, PROPFIND time ratio <= 4 "
           "('time' ratios: lower is better).")
+    if any(row["value"][WSGIDAV] is not None for row in rows):
+        print(f"{WSGIDAV}: bare wsgidav under cheroot over a plain directory (webdav_reference.py), the library "
+              "xferd's WebDAV frontend is built on; its ratio is against nginx, no goal.")
     print(f"Load average at start {bench.info['loadavg_start']}, at end {bench.info['loadavg_end']}.")
 
 
@@ -595,7 +632,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="runs per measurement; the median is reported")
     p.add_argument("--only", default=",".join(GROUPS), help=f"comma list of {', '.join(GROUPS)} (default all)")
     p.add_argument("--servers", default=",".join(SERVER_NAMES),
-                   help="comma list of the servers to run (default xferd,nginx; one alone gives no ratios)")
+                   help="comma list of the servers to run (default xferd,nginx,wsgidav; wsgidav is a reference; "
+                        "without xferd or nginx there are no ratios)")
     p.add_argument("--tmpfs", default="/dev/shm", help="tmpfs directory for all files (default /dev/shm)")
     p.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
                    help="pause between deleting the last 1 GiB copy and the next upload (default 0: both servers "
@@ -618,7 +656,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown := (only - set(GROUPS)) | (chosen - set(SERVER_NAMES)):
         p.error(f"unknown: {', '.join(sorted(unknown))}")
     if not args.servers:
-        p.error("--servers: name at least one of xferd, nginx")
+        p.error("--servers: name at least one of xferd, nginx, wsgidav")
     for name in ("size_mib", "files", "entries", "repeat"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -644,7 +682,7 @@ def check_prerequisites(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, work: Path, servers: list[Server]) -> tuple[Bench, list[dict[str, Any]]]:
     ports: set[int] = set()
-    nginx_root = None
+    roots: dict[str, Path] = {}
     info: dict[str, Any] = {"options": vars(args), "python": platform.python_version(), "cpus": os.cpu_count(),
                             "curl": subprocess.run(["curl", "--version"], capture_output=True, text=True,
                                                    check=False).stdout.split("\n", 1)[0],
@@ -652,10 +690,13 @@ def run(args: argparse.Namespace, work: Path, servers: list[Server]) -> tuple[Be
     if XFERD in args.servers:
         servers.append(start_xferd(work, ports, args.xferd_set))
     if NGINX in args.servers:
-        server, nginx_root = start_nginx(work, ports, args)
+        server, roots[NGINX] = start_nginx(work, ports, args)
         servers.append(server)
         info["nginx_version"] = nginx_features(args.nginx).splitlines()[0].split(": ", 1)[-1]
-    bench = Bench(args, work, servers, nginx_root, info=info)
+    if WSGIDAV in args.servers:
+        server, roots[WSGIDAV] = start_wsgidav(work, ports)
+        servers.append(server)
+    bench = Bench(args, work, servers, roots, info=info)
     bench.info["loadavg_start"] = tuple(round(x, 2) for x in os.getloadavg())
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     source = None
