@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sftp_bench import BenchError, check_running, render_config, stop_tree, wait_freed
+from sftp_bench import BenchError, check_running, render_config, spawn_reference, stop_tree, wait_freed
 
 MIB = 1024 * 1024
 MB = 1_000_000
@@ -175,15 +175,9 @@ def start_pyftpdlib(work: Path, ports: Ports, cert: Path, key: Path) -> Server:
     root = base / "root"
     root.mkdir(parents=True)
     port, passive = ports.take(), ports.take(100)
-    log_path = base / "stderr.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("ftp_reference.py")),
-                                 "--port", str(port), "--passive", f"{passive}-{passive + 99}", "--root", str(root),
-                                 "--cert", str(cert), "--key", str(key), "--user", "bench", "--password-stdin"],
-                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=base)
-    assert proc.stdin is not None
-    proc.stdin.write(PASSWORD.encode() + b"\n")
-    proc.stdin.close()
+    proc, log_path = spawn_reference("ftp_reference.py", [
+        "--port", str(port), "--passive", f"{passive}-{passive + 99}", "--root", str(root), "--cert", str(cert),
+        "--key", str(key), "--user", "bench", "--password-stdin"], PASSWORD, base)
     server = Server(PYFTPDLIB, port, "bench", PASSWORD, "", proc, log_path)
     wait_ready(server)
     return server

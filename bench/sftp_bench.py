@@ -160,6 +160,20 @@ def check_running(name: str, proc: subprocess.Popen[bytes], log_path: Path) -> N
     raise BenchError(f"{name} exited with {code}{hint}; log tail:\n{tail(log_path)}")
 
 
+def spawn_reference(script: str, args: Sequence[str], password: str,
+                    base: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``script`` (a reference server beside this file) with ``args``, the password on its
+    stdin and its output in ``base``/stderr.log; returns the process and that log's path."""
+    log_path = base / "stderr.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name(script)), *args],
+                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=base)
+    assert proc.stdin is not None
+    proc.stdin.write(password.encode() + b"\n")
+    proc.stdin.close()
+    return proc, log_path
+
+
 def stop_tree(proc: subprocess.Popen[bytes], wait: float = 20.0, terminate_children: bool = False) -> None:
     """SIGTERM a server, SIGKILL it if it outlives ``wait``, then end every process it started
     (with SIGTERM and a moment's grace first when ``terminate_children``, else at once with SIGKILL)."""

@@ -61,6 +61,7 @@ from sftp_bench import (
     free_port,
     make_big_file,
     render_config,
+    spawn_reference,
     stop_tree,
     summarize_log,
     tail,
@@ -287,14 +288,8 @@ def start_wsgidav(work: Path, ports: set[int]) -> tuple[Server, Path]:
     root = base / "root"
     root.mkdir(parents=True)
     port = free_port(ports)
-    log_path = base / "stderr.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("webdav_reference.py")),
-                                 "--port", str(port), "--root", str(root), "--user", USER, "--password-stdin"],
-                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=base)
-    assert proc.stdin is not None
-    proc.stdin.write(PASSWORD.encode() + b"\n")
-    proc.stdin.close()
+    proc, log_path = spawn_reference("webdav_reference.py", [
+        "--port", str(port), "--root", str(root), "--user", USER, "--password-stdin"], PASSWORD, base)
     server = Server(WSGIDAV, port, proc, log_path)
     wait_ready(server)
     return server, root
@@ -576,8 +571,13 @@ def results(bench: Bench) -> list[dict[str, Any]]:
     return rows
 
 
+def has_reference(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether the wsgidav reference was measured (its columns and its line are shown then)."""
+    return any(row["value"][WSGIDAV] is not None for row in rows)
+
+
 def render_table(rows: Sequence[dict[str, Any]]) -> str:
-    reference = any(row["value"][WSGIDAV] is not None for row in rows)
+    reference = has_reference(rows)
     header = ["metric", "unit", XFERD, NGINX, "ratio (xferd/nginx)", "goal", "met"]
     if reference:
         header += [WSGIDAV, "its ratio"]
@@ -615,7 +615,7 @@ def print_results(bench: Bench, rows: Sequence[dict[str, Any]]) -> None:
         print(f"  {server}: making the {args.entries} listed entries (untimed, {how}) took {seconds:.1f} s")
     print("\nGoals: PUT ratio >= 1.5, GET ratio >= 0.9, small PUTs ratio >= 0.5, PROPFIND time ratio <= 4 "
           "('time' ratios: lower is better).")
-    if any(row["value"][WSGIDAV] is not None for row in rows):
+    if has_reference(rows):
         print(f"{WSGIDAV}: bare wsgidav under cheroot over a plain directory (webdav_reference.py), the library "
               "xferd's WebDAV frontend is built on; its ratio is against nginx, no goal.")
     print(f"Load average at start {bench.info['loadavg_start']}, at end {bench.info['loadavg_end']}.")
